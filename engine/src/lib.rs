@@ -1,0 +1,7 @@
+//! The engine: a Byzantine-fault-tolerant consensus node in the Tendermint
+//! family, compatible with CometBFT v0.38.
+//!
+//! `types` holds the chain's data and its byte-exact encodings; `consensus`
+//! is the Tendermint algorithm as a pure state machine.
+
+pub mod types;
