@@ -4,4 +4,5 @@
 //! `types` holds the chain's data and its byte-exact encodings; `consensus`
 //! is the Tendermint algorithm as a pure state machine.
 
+pub mod consensus;
 pub mod types;

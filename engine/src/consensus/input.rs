@@ -1,0 +1,63 @@
+//! Everything that can happen to the consensus core. Each input is a fact the
+//! I/O layer observed; the core never asks the world anything directly.
+
+use std::sync::Arc;
+
+use crate::types::{Block, BlockId, Height, Proposal, Round, ValidatorSet, Vote};
+
+use super::TimeoutStep;
+
+/// An input to [`super::Consensus::handle`].
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Begin `height` at round 0 with the validator set of that height (its
+    /// proposer priorities positioned at round 0, as CometBFT keeps them).
+    /// Messages for this height buffered earlier are processed now.
+    StartHeight {
+        /// The new height; must be above the current one.
+        height: Height,
+        /// Validators of `height`.
+        validators: ValidatorSet,
+    },
+    /// A signed proposal, from a peer or our own signed proposal fed back.
+    Proposal(Proposal),
+    /// A complete block: all parts of `block_id`'s part set arrived and the I/O
+    /// layer checked that `block` hashes to `block_id` (hash and part set header).
+    Block {
+        /// The identity the block was verified against.
+        block_id: BlockId,
+        /// The block.
+        block: Arc<Block>,
+    },
+    /// A signed prevote or precommit, from a peer or our own signed vote fed back.
+    Vote(Vote),
+    /// A timeout scheduled by [`super::Output::ScheduleTimeout`] fired.
+    Timeout {
+        /// Height it was scheduled for.
+        height: Height,
+        /// Round it was scheduled for.
+        round: Round,
+        /// Which step's timeout.
+        step: TimeoutStep,
+    },
+    /// The application produced our proposal block (PrepareProposal), answering
+    /// [`super::Output::RequestProposal`].
+    ProposalValue {
+        /// Height requested.
+        height: Height,
+        /// Round requested.
+        round: Round,
+        /// The block to propose.
+        block: Arc<Block>,
+    },
+    /// The application judged a proposed block (ProcessProposal), answering
+    /// [`super::Output::ValidateBlock`].
+    BlockValidated {
+        /// Height of the block.
+        height: Height,
+        /// The block judged.
+        block_id: BlockId,
+        /// ACCEPT (true) or REJECT (false).
+        valid: bool,
+    },
+}
