@@ -68,7 +68,9 @@ fn signatures(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("vote/verify_batch");
     for n in [16usize, 64, 150] {
-        let keys: Vec<PrivateKey> = (0..n).map(|i| PrivateKey::from_seed([i as u8; 32])).collect();
+        let keys: Vec<PrivateKey> = (0..n)
+            .map(|i| PrivateKey::from_seed([i as u8; 32]))
+            .collect();
         let votes: Vec<(PublicKey, Vec<u8>, Signature)> = keys
             .iter()
             .enumerate()
@@ -101,18 +103,26 @@ fn part_sets(c: &mut Criterion) {
     let mut group = c.benchmark_group("part_set");
     group.sample_size(10);
     for mib in [1usize, 20] {
-        let data: Vec<u8> = (0..mib * 1024 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..mib * 1024 * 1024)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         group.throughput(Throughput::Bytes(data.len() as u64));
-        group.bench_with_input(BenchmarkId::new("build", format!("{mib}MiB")), &data, |b, d| {
-            b.iter(|| PartSet::from_data(d, BLOCK_PART_SIZE))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("build", format!("{mib}MiB")),
+            &data,
+            |b, d| b.iter(|| PartSet::from_data(d, BLOCK_PART_SIZE)),
+        );
         let full = PartSet::from_data(&data, BLOCK_PART_SIZE);
         group.bench_with_input(
             BenchmarkId::new("receive_and_check", format!("{mib}MiB")),
             &full,
             |b, full| {
                 b.iter_batched(
-                    || full.parts().to_vec(),
+                    || {
+                        (0..full.count())
+                            .filter_map(|i| full.get_part(i).cloned())
+                            .collect::<Vec<_>>()
+                    },
                     |parts| {
                         let mut rx = PartSet::from_header(full.header);
                         for p in parts {
@@ -138,14 +148,25 @@ impl SignatureVerifier for TrustAll {
 
 fn state_machine(c: &mut Criterion) {
     const N: usize = 100;
-    let keys: Vec<PrivateKey> = (0..N).map(|i| PrivateKey::from_seed([i as u8 + 1; 32])).collect();
-    let vals = ValidatorSet::new(keys.iter().map(|k| Validator::new(k.public_key(), 10)).collect())
-        .expect("valid set");
+    let keys: Vec<PrivateKey> = (0..N)
+        .map(|i| PrivateKey::from_seed([i as u8 + 1; 32]))
+        .collect();
+    let vals = ValidatorSet::new(
+        keys.iter()
+            .map(|k| Validator::new(k.public_key(), 10))
+            .collect(),
+    )
+    .expect("valid set");
     let key_of = |i: usize| {
         let a = vals.validators[i].address;
-        keys.iter().find(|k| k.public_key().address() == a).expect("key")
+        keys.iter()
+            .find(|k| k.public_key().address() == a)
+            .expect("key")
     };
-    let proposer = vals.get_by_address(&vals.proposer().address).expect("proposer").0 as usize;
+    let proposer = vals
+        .get_by_address(&vals.proposer().address)
+        .expect("proposer")
+        .0 as usize;
     let block = Arc::new(Block {
         header: header(1),
         txs: vec![b"k=v".to_vec()],
@@ -165,8 +186,15 @@ fn state_machine(c: &mut Criterion) {
     let me = (proposer + 1) % N;
     let mut inputs = vec![
         Input::Proposal(proposal),
-        Input::Block { block_id: id, block },
-        Input::BlockValidated { height: 1, block_id: id, valid: true },
+        Input::Block {
+            block_id: id,
+            block,
+        },
+        Input::BlockValidated {
+            height: 1,
+            block_id: id,
+            valid: true,
+        },
     ];
     for t in [VoteType::Prevote, VoteType::Precommit] {
         for i in 0..N {
@@ -176,8 +204,14 @@ fn state_machine(c: &mut Criterion) {
     let mut group = c.benchmark_group("state_machine/height_100_validators");
     group.throughput(Throughput::Elements(inputs.len() as u64));
     for (name, verifier) in [
-        ("ed25519", Arc::new(Ed25519Verifier) as Arc<dyn SignatureVerifier>),
-        ("logic_only", Arc::new(TrustAll) as Arc<dyn SignatureVerifier>),
+        (
+            "ed25519",
+            Arc::new(Ed25519Verifier) as Arc<dyn SignatureVerifier>,
+        ),
+        (
+            "logic_only",
+            Arc::new(TrustAll) as Arc<dyn SignatureVerifier>,
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter_batched(
@@ -185,8 +219,11 @@ fn state_machine(c: &mut Criterion) {
                 |inputs| {
                     let cfg = Config::new(CHAIN, Some(vals.validators[me].address));
                     let mut core = Consensus::new(cfg, verifier.clone());
-                    core.handle(Input::StartHeight { height: 1, validators: vals.clone() })
-                        .expect("start");
+                    core.handle(Input::StartHeight {
+                        height: 1,
+                        validators: vals.clone(),
+                    })
+                    .expect("start");
                     let mut decided = false;
                     for i in inputs {
                         if let Ok(out) = core.handle(i) {
