@@ -6,7 +6,7 @@
 //! of the paper against those facts until none fires. Rules that fire "for the
 //! first time" keep a flag per round. The core never performs I/O.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::votes::{AddOutcome, Thresholds, VoteKeeper};
@@ -16,19 +16,20 @@ use crate::types::{
     ValidatorSet, Vote, VoteType,
 };
 
-/// Caps on buffered messages for the next height. They cannot be
-/// authenticated before that height's validator set is known, so the caps
-/// bound memory; honest messages that overflow are re-gossiped by peers.
+/// Votes for the next height kept per validator of the current set. They
+/// are authenticated with the signer's current key (an address is a hash of
+/// the key, so the key cannot differ at the next height).
 const FUTURE_VOTES_PER_VALIDATOR: usize = 16;
-/// Buffered proposals for the next height.
-const FUTURE_PROPOSALS: usize = 16;
-/// Buffered complete blocks for the next height.
-const FUTURE_BLOCKS: usize = 4;
-/// Cap on buffered messages for the next height overall.
-const FUTURE_MESSAGES_TOTAL: usize = 4096;
-/// Cap on complete blocks kept for the height that no proposal or vote
-/// references yet (parts may complete before the proposal arrives).
-const UNREFERENCED_BLOCKS: usize = 16;
+/// Votes for the next height from signers outside the current set: these
+/// cannot be authenticated yet, so only a few are kept; the rest are
+/// re-gossiped by peers once we reach that height, as in CometBFT.
+const FUTURE_VOTES_UNKNOWN_SIGNERS: usize = 64;
+/// Votes are accepted for rounds at most this far above the current one.
+/// Rounds grow only through timeouts that lengthen each round (CometBFT's
+/// deltas), so honest validators drift this far apart only after months
+/// without a decision; the cap keeps a Byzantine coalition from making
+/// proposer selection (linear in the round) unbounded.
+pub const MAX_ROUNDS_AHEAD: Round = 10_000;
 /// Proposals are kept for rounds at most this far above the current one.
 const FUTURE_PROPOSAL_ROUNDS: Round = 16;
 
@@ -84,16 +85,6 @@ struct RoundFlags {
     precommit_timeout_scheduled: bool,
     /// L36 fired.
     polka_seen: bool,
-    /// We asked for, or sent, our proposal.
-    proposed: bool,
-}
-
-/// A message for the next height, held until it starts.
-#[derive(Clone, Debug)]
-enum Buffered {
-    Proposal(Proposal),
-    Vote(Vote),
-    Block(BlockId, Arc<Block>),
 }
 
 /// The consensus core of one node.
@@ -118,16 +109,15 @@ pub struct Consensus {
 
     /// The first proposal received for each round.
     proposals: BTreeMap<Round, Proposal>,
-    /// Complete blocks of this height.
+    /// Complete blocks of this height that a proposal or votes of more than
+    /// 1/3 of the power reference (so a minority cannot make us hold blocks).
     blocks: BTreeMap<BlockId, Arc<Block>>,
-    /// Blocks no proposal or vote referenced when they arrived, oldest first.
-    unreferenced: VecDeque<BlockId>,
     /// Application verdicts per block.
     validity: BTreeMap<BlockId, Validity>,
     votes: VoteKeeper,
 
-    /// Messages for height + 1.
-    future: Vec<Buffered>,
+    /// Votes for height + 1, in arrival order.
+    future: Vec<Vote>,
 }
 
 impl Consensus {
@@ -148,7 +138,6 @@ impl Consensus {
             flags: RoundFlags::default(),
             proposals: BTreeMap::new(),
             blocks: BTreeMap::new(),
-            unreferenced: VecDeque::new(),
             validity: BTreeMap::new(),
             votes: VoteKeeper::new(Thresholds::new(1)),
             future: Vec::new(),
@@ -218,7 +207,7 @@ impl Consensus {
         if height == 0 || (started && height <= self.height) || validators.is_empty() {
             return Err(InputError::InvalidStart(height));
         }
-        let follows = started && height == self.height + 1;
+        let follows = started && Some(height) == self.height.checked_add(1);
         let thresholds = Thresholds::new(validators.total_voting_power());
         #[cfg(feature = "mutants")]
         let thresholds = if self.config.mutant == Some(super::mutants::Mutant::QuorumTwoF) {
@@ -238,31 +227,24 @@ impl Consensus {
         self.flags = RoundFlags::default();
         self.proposals.clear();
         self.blocks.clear();
-        self.unreferenced.clear();
         self.validity.clear();
         self.votes = VoteKeeper::new(thresholds);
         let buffered = std::mem::take(&mut self.future);
 
         self.start_round(0, out); // L10-L21 via StartRound(0)
 
-        // Messages that arrived early are authenticated only now, against
-        // this height's validator set; rejected ones are dropped silently.
+        // Votes that arrived early are checked again, now against this
+        // height's validator set; rejected ones are dropped silently.
         if follows {
-            for msg in buffered {
-                let _ = match msg {
-                    Buffered::Proposal(p) => self.on_proposal(p, out),
-                    Buffered::Vote(v) => self.on_vote(v, out),
-                    Buffered::Block(id, b) => self.on_block(id, b, out),
-                };
+            for v in buffered {
+                let _ = self.on_vote(v, out);
             }
         }
         Ok(())
     }
 
     fn on_proposal(&mut self, p: Proposal, out: &mut Vec<Output>) -> Result<(), InputError> {
-        if self.check_height(p.height, || Buffered::Proposal(p.clone()))? {
-            return Ok(());
-        }
+        self.check_current_height(p.height)?;
         if let Some(pol) = p.pol_round {
             if pol >= p.round {
                 return Err(InputError::InvalidPolRound {
@@ -294,7 +276,6 @@ impl Consensus {
             // as in CometBFT. (Proposer equivocation is not slashable evidence.)
             return Ok(());
         }
-        self.unreferenced.retain(|b| *b != p.block_id);
         self.proposals.insert(p.round, p);
         self.request_validations(out);
         self.apply_rules(out);
@@ -307,23 +288,18 @@ impl Consensus {
         block: Arc<Block>,
         out: &mut Vec<Output>,
     ) -> Result<(), InputError> {
-        let h = block.header.height;
-        if self.check_height(h, || Buffered::Block(block_id, block.clone()))? {
-            return Ok(());
-        }
+        self.check_current_height(block.header.height)?;
         if block.header.chain_id != self.config.chain_id {
             return Err(InputError::UnexpectedBlock);
         }
         if self.blocks.contains_key(&block_id) {
             return Ok(());
         }
+        // Only blocks we have a use for: anyone can build a block that hashes
+        // correctly, so an unreferenced one is refused rather than stored.
+        // The gossip layer offers it again once a proposal or votes name it.
         if !self.is_referenced(&block_id) {
-            if self.unreferenced.len() >= UNREFERENCED_BLOCKS {
-                if let Some(old) = self.unreferenced.pop_front() {
-                    self.blocks.remove(&old);
-                }
-            }
-            self.unreferenced.push_back(block_id);
+            return Err(InputError::UnexpectedBlock);
         }
         self.blocks.insert(block_id, block);
         self.request_validations(out);
@@ -332,7 +308,7 @@ impl Consensus {
     }
 
     fn on_vote(&mut self, v: Vote, out: &mut Vec<Output>) -> Result<(), InputError> {
-        if self.check_height(v.height, || Buffered::Vote(v.clone()))? {
+        if self.buffer_next_height_vote(&v)? {
             return Ok(());
         }
         let (index, validator) = self
@@ -346,31 +322,48 @@ impl Consensus {
             });
         }
         let (power, key) = (validator.voting_power, validator.pub_key);
-        // Bound memory: a validator may hold votes in a few rounds ahead of
-        // ours; further rounds are refused until we catch up.
-        if v.round > self.round.saturating_add(1)
-            && !self.votes.has_voted_in(v.round, index)
-            && self.votes.rounds_voted_above(self.round, index)
-                >= self.config.future_rounds_per_validator
-        {
+        if v.round > self.round.saturating_add(MAX_ROUNDS_AHEAD) {
             return Err(InputError::RoundTooFarAhead {
                 got: v.round,
                 current: self.round,
             });
         }
+        // A re-sent vote changes nothing: skip the signature check.
+        let counted = self
+            .votes
+            .round(v.round)
+            .and_then(|rv| rv.of(v.vote_type).get(index));
+        if counted.is_some_and(|c| c.block_id == v.block_id) {
+            return Ok(());
+        }
         if !self.signature_ok(&key, &v.sign_bytes(&self.config.chain_id), &v.signature) {
             return Err(InputError::InvalidSignature(v.validator_address));
         }
+        // Bound memory: each validator keeps votes in at most a few rounds
+        // beyond round + 1, the highest ones (an honest validator only moves
+        // up, and L55 needs where validators are now, not where they were).
+        let near = self.round.saturating_add(1);
+        if v.round > near && !self.votes.has_voted_in(v.round, index) {
+            let far = self.votes.rounds_voted_above(near, index);
+            if far.len() >= self.config.future_rounds_per_validator {
+                match far.first() {
+                    Some(lowest) if *lowest < v.round => self.votes.forget(*lowest, index, power),
+                    _ => {
+                        return Err(InputError::RoundTooFarAhead {
+                            got: v.round,
+                            current: self.round,
+                        })
+                    }
+                }
+            }
+        }
         match self.votes.add(v.clone(), power) {
-            AddOutcome::Duplicate => {}
+            AddOutcome::Duplicate | AddOutcome::AlreadyReported => {}
             AddOutcome::Conflict(first) => out.push(Output::Equivocation {
                 first,
                 second: Box::new(v),
             }),
             AddOutcome::Added => {
-                if let Some(id) = v.block_id {
-                    self.unreferenced.retain(|b| *b != id);
-                }
                 self.request_validations(out);
                 self.apply_rules(out);
             }
@@ -398,9 +391,10 @@ impl Consensus {
                 self.precommit(None, out);
             }
             // L65: OnTimeoutPrecommit in any step of the round.
-            (TimeoutStep::Precommit, s) if s != Step::Commit => {
-                self.start_round(round.saturating_add(1), out);
-            }
+            (TimeoutStep::Precommit, s) if s != Step::Commit => match round.checked_add(1) {
+                Some(next) => self.start_round(next, out),
+                None => return Ok(()), // the last round: nowhere to go
+            },
             _ => return Ok(()),
         }
         self.apply_rules(out);
@@ -415,13 +409,15 @@ impl Consensus {
         out: &mut Vec<Output>,
     ) -> Result<(), InputError> {
         // Only useful while we still wait to propose in that round.
-        let proposer = self.proposer(round);
         if height != self.height
             || round != self.round
             || self.step != Step::Propose
-            || !self.is_me(&proposer)
             || self.proposals.contains_key(&round)
         {
+            return Ok(());
+        }
+        let proposer = self.proposer(round);
+        if !self.is_me(&proposer) {
             return Ok(());
         }
         let block_id = block.block_id();
@@ -583,17 +579,26 @@ impl Consensus {
 
     /// L36: PROPOSAL(h, round_p, v, *) and 2f+1 PREVOTE(h, round_p, id(v)),
     /// valid(v), step >= prevote, for the first time.
+    ///
+    /// The polka names v; the PROPOSAL for it need not be the one we received
+    /// first: more than 1/3 honest prevotes for v in round_p (implied by the
+    /// quorum) were cast only on a PROPOSAL(h, round_p, v) from the proposer
+    /// (L22, L28). This keeps the rule working when a Byzantine proposer sends
+    /// different proposals to different validators, as CometBFT does by
+    /// fetching the block behind a polka.
     fn try_polka(&mut self, out: &mut Vec<Output>) -> bool {
         if self.flags.polka_seen {
             return false;
         }
-        let Some(p) = self.proposals.get(&self.round) else {
+        let t = *self.votes.thresholds();
+        let Some(Some(id)) = self
+            .votes
+            .round(self.round)
+            .and_then(|rv| rv.prevotes.quorum_value(&t))
+        else {
             return false;
         };
-        let id = p.block_id;
-        if !self.has_prevote_quorum_for(self.round, id)
-            || self.validity.get(&id) != Some(&Validity::Valid)
-        {
+        if self.validity.get(&id) != Some(&Validity::Valid) {
             return false;
         }
         self.flags.polka_seen = true;
@@ -652,7 +657,6 @@ impl Consensus {
         self.flags = RoundFlags::default();
         let proposer = self.proposer(round);
         if self.is_me(&proposer) {
-            self.flags.proposed = true;
             match self
                 .valid
                 .and_then(|(vr, id)| self.blocks.get(&id).map(|b| (vr, id, b)))
@@ -721,20 +725,29 @@ impl Consensus {
         });
     }
 
-    /// Asks the application about every block that a proposal of this height
-    /// carries and that has not been judged yet.
+    /// Asks the application about every complete block that a proposal of
+    /// this height carries, or that has a polka in some round, and that has
+    /// not been judged yet.
     fn request_validations(&mut self, out: &mut Vec<Output>) {
-        for (round, p) in &self.proposals {
-            let id = p.block_id;
+        let t = *self.votes.thresholds();
+        let proposed = self.proposals.iter().map(|(r, p)| (*r, p.block_id));
+        let polkas = self
+            .votes
+            .rounds()
+            .filter_map(|(r, rv)| match rv.prevotes.quorum_value(&t) {
+                Some(Some(id)) => Some((*r, id)),
+                _ => None,
+            });
+        let wanted: Vec<(Round, BlockId)> = proposed.chain(polkas).collect();
+        for (round, id) in wanted {
             if self.validity.contains_key(&id) {
                 continue;
             }
             if let Some(block) = self.blocks.get(&id) {
                 self.validity.insert(id, Validity::Pending);
-                self.unreferenced.retain(|b| *b != id);
                 out.push(Output::ValidateBlock {
                     height: self.height,
-                    round: *round,
+                    round,
                     block: block.clone(),
                 });
             }
@@ -743,48 +756,71 @@ impl Consensus {
 
     // ----- helpers -------------------------------------------------------
 
-    /// Decides what to do with a message of height `h`: `Ok(false)` to process
-    /// it now, `Ok(true)` if it was buffered for the next height.
-    fn check_height(
-        &mut self,
-        h: Height,
-        buffered: impl FnOnce() -> Buffered,
-    ) -> Result<bool, InputError> {
+    /// Accepts only messages of the current height.
+    fn check_current_height(&self, h: Height) -> Result<(), InputError> {
         if self.step == Step::Unstarted {
             return Err(InputError::NotStarted);
         }
-        if h == self.height {
+        if h != self.height {
+            return Err(InputError::WrongHeight {
+                got: h,
+                current: self.height,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns `Ok(false)` for a vote of the current height, to process now;
+    /// `Ok(true)` when a vote for the next height was kept for later.
+    fn buffer_next_height_vote(&mut self, v: &Vote) -> Result<bool, InputError> {
+        if self.step == Step::Unstarted {
+            return Err(InputError::NotStarted);
+        }
+        if v.height == self.height {
             return Ok(false);
         }
-        if h == self.height + 1 {
-            let msg = buffered();
-            let same_kind = self
-                .future
-                .iter()
-                .filter(|m| match (m, &msg) {
-                    (Buffered::Vote(a), Buffered::Vote(b)) => {
-                        a.validator_address == b.validator_address
-                    }
-                    (Buffered::Proposal(_), Buffered::Proposal(_)) => true,
-                    (Buffered::Block(..), Buffered::Block(..)) => true,
-                    _ => false,
-                })
-                .count();
-            let cap = match msg {
-                Buffered::Vote(_) => FUTURE_VOTES_PER_VALIDATOR,
-                Buffered::Proposal(_) => FUTURE_PROPOSALS,
-                Buffered::Block(..) => FUTURE_BLOCKS,
-            };
-            if same_kind >= cap || self.future.len() >= FUTURE_MESSAGES_TOTAL {
-                return Err(InputError::BufferFull);
-            }
-            self.future.push(msg);
+        if Some(v.height) != self.height.checked_add(1) {
+            return Err(InputError::WrongHeight {
+                got: v.height,
+                current: self.height,
+            });
+        }
+        if self.future.contains(v) {
             return Ok(true);
         }
-        Err(InputError::WrongHeight {
-            got: h,
-            current: self.height,
-        })
+        let known = self
+            .validators()
+            .and_then(|vs| vs.get_by_address(&v.validator_address))
+            .map(|(_, val)| val.pub_key);
+        let (kept, cap) = match known {
+            Some(key) => {
+                if !self.signature_ok(&key, &v.sign_bytes(&self.config.chain_id), &v.signature) {
+                    return Err(InputError::InvalidSignature(v.validator_address));
+                }
+                let kept = self
+                    .future
+                    .iter()
+                    .filter(|f| f.validator_address == v.validator_address)
+                    .count();
+                (kept, FUTURE_VOTES_PER_VALIDATOR)
+            }
+            None => {
+                let vs = self.validators();
+                let kept = self
+                    .future
+                    .iter()
+                    .filter(|f| {
+                        vs.is_some_and(|vs| vs.get_by_address(&f.validator_address).is_none())
+                    })
+                    .count();
+                (kept, FUTURE_VOTES_UNKNOWN_SIGNERS)
+            }
+        };
+        if kept >= cap {
+            return Err(InputError::BufferFull);
+        }
+        self.future.push(v.clone());
+        Ok(true)
     }
 
     fn signature_ok(&self, key: &crate::types::PublicKey, msg: &[u8], sig: &Signature) -> bool {
@@ -814,10 +850,14 @@ impl Consensus {
             .is_some_and(|rv| t.is_quorum(rv.prevotes.weight_for(&Some(id))))
     }
 
+    /// A block is worth holding when a proposal carries it or votes of more
+    /// than 1/3 of the power (so at least one honest validator) name it.
     fn is_referenced(&self, id: &BlockId) -> bool {
+        let t = self.votes.thresholds();
         self.proposals.values().any(|p| p.block_id == *id)
             || self.votes.rounds().any(|(_, rv)| {
-                rv.prevotes.weight_for(&Some(*id)) > 0 || rv.precommits.weight_for(&Some(*id)) > 0
+                t.is_one_third_plus(rv.prevotes.weight_for(&Some(*id)))
+                    || t.is_one_third_plus(rv.precommits.weight_for(&Some(*id)))
             })
     }
 

@@ -985,26 +985,196 @@ fn a_flood_of_future_rounds_is_bounded() {
     let (me, _) = roles(&net);
     let mut c = net.node(me);
     let flooder = (me + 1) % 4;
-    let mut refused = 0;
     for round in 2..200 {
-        if c.handle(Input::Vote(net.vote(
+        c.handle(Input::Vote(net.vote(
             flooder,
             VoteType::Prevote,
             round,
             None,
         )))
-        .is_err()
-        {
-            refused += 1;
+        .expect("a higher round replaces the flooder's lowest far round");
+    }
+    assert_eq!(c.round_state().round, 0);
+    let kept: Vec<u32> = c.votes().rounds().map(|(r, _)| *r).collect();
+    assert_eq!(
+        kept,
+        vec![198, 199],
+        "only the two highest far rounds are kept"
+    );
+    // A far round below those kept is refused.
+    assert!(matches!(
+        c.handle(Input::Vote(net.vote(flooder, VoteType::Prevote, 50, None))),
+        Err(InputError::RoundTooFarAhead { .. })
+    ));
+}
+
+#[test]
+fn a_node_far_behind_in_rounds_still_finds_the_others() {
+    // Two honest validators reached round 5 while we were at round 0; they
+    // send their votes of rounds 1..=5 in bursts, one validator after another.
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let mut c = net.node(me);
+    for who in [(me + 1) % 4, (me + 2) % 4] {
+        for round in 1..=5 {
+            for t in [VoteType::Prevote, VoteType::Precommit] {
+                let _ = c.handle(Input::Vote(net.vote(who, t, round, None)));
+            }
         }
     }
     assert_eq!(
-        refused,
-        198 - 2,
-        "only two future rounds per validator are kept"
+        c.round_state().round,
+        5,
+        "L55 reaches the round the others are in"
     );
+}
+
+#[test]
+fn blocks_are_held_only_when_a_proposal_or_a_third_of_power_names_them() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let mut c = net.node(me);
+    let (id, block) = net.block(1, net.proposer(0));
+    // Parts completed before the proposal: refused, offered again later.
+    assert_eq!(
+        c.handle(Input::Block {
+            block_id: id,
+            block: block.clone()
+        }),
+        Err(InputError::UnexpectedBlock)
+    );
+    // One vote (a minority) for a block does not make us hold it.
+    let (junk, junk_block) = net.block(7, 0);
+    feed(
+        &mut c,
+        [Input::Vote(net.vote(
+            (me + 1) % 4,
+            VoteType::Prevote,
+            0,
+            Some(junk),
+        ))],
+    );
+    assert_eq!(
+        c.handle(Input::Block {
+            block_id: junk,
+            block: junk_block.clone()
+        }),
+        Err(InputError::UnexpectedBlock)
+    );
+    // Two of four (more than 1/3) do.
+    feed(
+        &mut c,
+        [Input::Vote(net.vote(
+            (me + 2) % 4,
+            VoteType::Prevote,
+            0,
+            Some(junk),
+        ))],
+    );
+    assert_eq!(
+        c.handle(Input::Block {
+            block_id: junk,
+            block: junk_block
+        }),
+        Ok(vec![])
+    );
+    // After the proposal, the proposed block is taken and validated.
+    feed(&mut c, [Input::Proposal(net.proposal(0, None, id))]);
+    let out = feed(
+        &mut c,
+        [Input::Block {
+            block_id: id,
+            block,
+        }],
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::ValidateBlock { .. })));
+}
+
+#[test]
+fn a_polka_for_another_proposal_of_an_equivocating_proposer_is_followed() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let mut c = net.node(me);
+    // We got P1(v1); everyone else got P2(v2) and prevoted v2.
+    let (v1, _) = deliver_proposal(&net, &mut c, 0, None, 1);
+    let (v2, b2) = net.block(2, net.proposer(0));
+    assert_ne!(v1, v2);
+    let out = feed(
+        &mut c,
+        (1..4).map(|i| Input::Vote(net.vote((me + i) % 4, VoteType::Prevote, 0, Some(v2)))),
+    );
+    assert!(votes_of(&out).is_empty(), "no block v2 yet");
+    let out = feed(
+        &mut c,
+        [Input::Block {
+            block_id: v2,
+            block: b2,
+        }],
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::ValidateBlock { .. })),
+        "the polka's block is validated"
+    );
+    let out = feed(
+        &mut c,
+        [Input::BlockValidated {
+            height: 1,
+            block_id: v2,
+            valid: true,
+        }],
+    );
+    assert_eq!(
+        votes_of(&out),
+        vec![(VoteType::Precommit, 0, Some(v2))],
+        "L36 on the polka's value"
+    );
+    assert_eq!(c.round_state().locked, Some((0, v2)));
+}
+
+#[test]
+fn rounds_far_beyond_reach_are_refused() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let mut c = net.node(me);
+    let far = state::MAX_ROUNDS_AHEAD + 1;
+    for who in [(me + 1) % 4, (me + 2) % 4] {
+        assert!(matches!(
+            c.handle(Input::Vote(net.vote(who, VoteType::Precommit, far, None))),
+            Err(InputError::RoundTooFarAhead { .. })
+        ));
+    }
     assert_eq!(c.round_state().round, 0);
-    assert!(c.votes().rounds().count() <= 2);
+    for who in [(me + 1) % 4, (me + 2) % 4] {
+        feed(
+            &mut c,
+            [Input::Vote(net.vote(
+                who,
+                VoteType::Precommit,
+                far - 1,
+                None,
+            ))],
+        );
+    }
+    assert_eq!(c.round_state().round, far - 1, "L55 within reach");
+}
+
+#[test]
+fn next_height_votes_are_authenticated_with_the_current_keys() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let mut c = net.node(me);
+    let victim = (me + 1) % 4;
+    let mut forged = net.vote_on(victim, VoteType::Prevote, 2, 0, None, CHAIN);
+    forged.signature = net.key(me).sign(&forged.sign_bytes(CHAIN));
+    assert!(matches!(
+        c.handle(Input::Vote(forged)),
+        Err(InputError::InvalidSignature(_))
+    ));
+    let genuine = net.vote_on(victim, VoteType::Prevote, 2, 0, None, CHAIN);
+    assert_eq!(c.handle(Input::Vote(genuine)), Ok(vec![]));
 }
 
 #[test]

@@ -37,7 +37,7 @@ impl Thresholds {
     pub fn is_quorum(&self, weight: i64) -> bool {
         if self.two_f_quorum {
             let f = (i128::from(self.total) - 1) / 3;
-            return i128::from(weight) >= 2 * f;
+            return i128::from(weight) >= (2 * f).max(1);
         }
         i128::from(weight) * 3 > i128::from(self.total) * 2
     }
@@ -57,6 +57,8 @@ pub struct VoteSet {
     by_value: BTreeMap<Option<BlockId>, i64>,
     /// Summed power of all counted votes.
     total: i64,
+    /// Validators already reported for a conflicting vote in this set.
+    equivocators: BTreeSet<u32>,
 }
 
 impl VoteSet {
@@ -82,6 +84,23 @@ impl VoteSet {
     /// The counted votes, by validator index.
     pub fn votes(&self) -> &BTreeMap<u32, Vote> {
         &self.votes
+    }
+
+    /// The counted vote of validator `index`.
+    pub fn get(&self, index: u32) -> Option<&Vote> {
+        self.votes.get(&index)
+    }
+
+    fn remove(&mut self, index: u32, power: i64) {
+        if let Some(v) = self.votes.remove(&index) {
+            if let Some(w) = self.by_value.get_mut(&v.block_id) {
+                *w -= power;
+                if *w == 0 {
+                    self.by_value.remove(&v.block_id);
+                }
+            }
+            self.total -= power;
+        }
     }
 }
 
@@ -121,8 +140,12 @@ pub enum AddOutcome {
     /// The same vote was already counted; nothing changed.
     Duplicate,
     /// The validator already voted differently for this round and type; the
-    /// new vote is not counted. Carries the first vote.
+    /// new vote is not counted. Carries the first vote. Reported once per
+    /// validator, round and type.
     Conflict(Box<Vote>),
+    /// Another conflicting vote from a validator already reported for this
+    /// round and type; not counted.
+    AlreadyReported,
 }
 
 /// All votes of one height.
@@ -163,12 +186,34 @@ impl VoteKeeper {
             .is_some_and(|r| r.senders.contains(&validator))
     }
 
-    /// Rounds above `above` in which `validator` has votes.
-    pub fn rounds_voted_above(&self, above: Round, validator: u32) -> usize {
-        self.rounds
-            .range(above.saturating_add(1)..)
-            .filter(|(_, r)| r.senders.contains(&validator))
-            .count()
+    /// Rounds above `above` in which `validator` has votes, ascending.
+    pub fn rounds_voted_above(&self, above: Round, validator: u32) -> Vec<Round> {
+        match above.checked_add(1) {
+            Some(from) => self
+                .rounds
+                .range(from..)
+                .filter(|(_, r)| r.senders.contains(&validator))
+                .map(|(r, _)| *r)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Forgets the votes of `validator` (of voting `power`) in `round`. Used
+    /// only for rounds above the current one, where no rule has acted on
+    /// them unless it moved the round: forgetting can delay, never mislead.
+    pub fn forget(&mut self, round: Round, validator: u32, power: i64) {
+        let Some(rv) = self.rounds.get_mut(&round) else {
+            return;
+        };
+        rv.prevotes.remove(validator, power);
+        rv.precommits.remove(validator, power);
+        if rv.senders.remove(&validator) {
+            rv.sender_weight -= power;
+        }
+        if rv.senders.is_empty() {
+            self.rounds.remove(&round);
+        }
     }
 
     /// Counts `vote` (already authenticated) with the signer's `power`.
@@ -185,7 +230,11 @@ impl VoteKeeper {
             if first.block_id == vote.block_id {
                 return AddOutcome::Duplicate;
             }
-            return AddOutcome::Conflict(Box::new(first.clone()));
+            let first = Box::new(first.clone());
+            if set.equivocators.insert(index) {
+                return AddOutcome::Conflict(first);
+            }
+            return AddOutcome::AlreadyReported;
         }
         *set.by_value.entry(vote.block_id).or_insert(0) += power;
         set.total += power;
@@ -273,6 +322,11 @@ mod tests {
             AddOutcome::Conflict(first) => assert_eq!(first.block_id.map(|b| b.hash.0[0]), Some(1)),
             other => panic!("expected conflict, got {other:?}"),
         }
+        assert_eq!(
+            k.add(vote(0, 0, VoteType::Prevote, Some(9)), 1),
+            AddOutcome::AlreadyReported,
+            "one report per validator, round and type"
+        );
         // A precommit by the same validator is a different vote type.
         assert_eq!(
             k.add(vote(0, 0, VoteType::Precommit, None), 1),
@@ -295,9 +349,14 @@ mod tests {
         k.add(vote(2, 0, VoteType::Prevote, Some(7)), 2);
         let q = k.round(0).and_then(|r| r.prevotes.quorum_value(&t));
         assert_eq!(q.flatten().map(|b| b.hash.0[0]), Some(7));
-        assert_eq!(k.rounds_voted_above(0, 0), 0);
+        assert!(k.rounds_voted_above(0, 0).is_empty());
         k.add(vote(0, 3, VoteType::Prevote, None), 6);
-        assert_eq!(k.rounds_voted_above(0, 0), 1);
+        k.add(vote(0, 3, VoteType::Precommit, None), 6);
+        assert_eq!(k.rounds_voted_above(0, 0), vec![3]);
         assert!(k.has_voted_in(3, 0));
+        k.forget(3, 0, 6);
+        assert!(!k.has_voted_in(3, 0));
+        assert!(k.round(3).is_none(), "an emptied round is dropped");
+        assert_eq!(k.round(0).map(|r| r.prevotes.weight_any()), Some(9));
     }
 }
