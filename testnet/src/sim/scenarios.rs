@@ -1,0 +1,171 @@
+//! The configurations CI runs, shared by the tests and the command line.
+
+use super::config::{NetworkConfig, Powers, SimConfig, Strategy};
+
+/// A configuration and how many seeds of it to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Short name for reports.
+    pub name: String,
+    /// The configuration.
+    pub config: SimConfig,
+    /// Seeds 0..seeds are run.
+    pub seeds: u64,
+}
+
+fn scenario(name: impl Into<String>, config: SimConfig, seeds: u64) -> Scenario {
+    Scenario {
+        name: name.into(),
+        config,
+        seeds,
+    }
+}
+
+/// Pre-GST chaos with a healing partition and `crashes` crash-restarts.
+pub fn chaos(crashes: usize) -> NetworkConfig {
+    NetworkConfig {
+        partition: true,
+        crashes,
+        ..NetworkConfig::default()
+    }
+}
+
+/// The matrix of correctness runs: 4, 7, 10 and 31 validators, equal and
+/// skewed powers, up to f Byzantine validators with every strategy, network
+/// chaos, partitions and crashes. Every run must be free of violations.
+pub fn ci_matrix() -> Vec<Scenario> {
+    let mut v = Vec::new();
+    v.push(scenario(
+        "4 honest, synchronous",
+        SimConfig::new(4, 0).network(NetworkConfig::synchronous()),
+        100,
+    ));
+    v.push(scenario(
+        "4 honest, chaos, 2 crashes",
+        SimConfig::new(4, 0).network(chaos(2)),
+        150,
+    ));
+    for s in Strategy::ALL {
+        v.push(scenario(
+            format!("4 with 1 {s}, chaos, 1 crash"),
+            SimConfig::new(4, 1).strategies(&[s]).network(chaos(1)),
+            50,
+        ));
+    }
+    v.push(scenario(
+        "4 skewed with 2 mixed, chaos, 1 crash",
+        SimConfig::new(4, 2)
+            .powers(Powers::Skewed)
+            .network(chaos(1)),
+        150,
+    ));
+    v.push(scenario(
+        "7 with 2 mixed, chaos, 2 crashes",
+        SimConfig::new(7, 2).network(chaos(2)),
+        250,
+    ));
+    v.push(scenario(
+        "7 with 2 equivocators, synchronous",
+        SimConfig::new(7, 2)
+            .strategies(&[Strategy::Equivocator])
+            .network(NetworkConfig::synchronous()),
+        100,
+    ));
+    v.push(scenario(
+        "7 skewed with 4 mixed, chaos, 1 crash",
+        SimConfig::new(7, 4)
+            .powers(Powers::Skewed)
+            .network(chaos(1)),
+        150,
+    ));
+    v.push(scenario(
+        "10 with 3 mixed, chaos, 2 crashes",
+        SimConfig::new(10, 3).heights(3).network(chaos(2)),
+        150,
+    ));
+    v.push(scenario(
+        "10 skewed with 3 mixed, chaos",
+        SimConfig::new(10, 3)
+            .heights(3)
+            .powers(Powers::Skewed)
+            .network(chaos(0)),
+        100,
+    ));
+    v.push(scenario(
+        "31 with 10 mixed, chaos, 3 crashes",
+        SimConfig::new(31, 10).heights(3).network(chaos(3)),
+        40,
+    ));
+    v.push(scenario(
+        "31 skewed with 6 mixed, chaos",
+        SimConfig::new(31, 6)
+            .heights(3)
+            .powers(Powers::Skewed)
+            .network(chaos(1)),
+        40,
+    ));
+    v
+}
+
+/// The configurations that expose each deliberately broken core, by the
+/// mutant's name (`NoLocking`, `QuorumTwoF`, `NoSignatureCheck`,
+/// `DecideOnPrevotes`). With a correct core they must produce no violation.
+pub fn attack_scenarios(mutant: &str) -> Vec<Scenario> {
+    match mutant {
+        "NoSignatureCheck" => vec![
+            scenario(
+                "4 with 1 forger, synchronous",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::ForgedSignatures])
+                    .network(NetworkConfig::synchronous()),
+                20,
+            ),
+            scenario(
+                "7 with 2 forgers, chaos",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::ForgedSignatures])
+                    .network(chaos(0)),
+                20,
+            ),
+        ],
+        "QuorumTwoF" | "DecideOnPrevotes" => vec![
+            scenario(
+                "4 with 1 equivocator, synchronous",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::Equivocator])
+                    .network(NetworkConfig::synchronous()),
+                100,
+            ),
+            scenario(
+                "7 with 2 equivocators, chaos",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::Equivocator])
+                    .network(chaos(0)),
+                100,
+            ),
+        ],
+        _ => vec![
+            scenario(
+                "4 with 1 equivocator, chaos",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::Equivocator])
+                    .network(chaos(0)),
+                200,
+            ),
+            scenario(
+                "4 with 1 amnesiac, chaos",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::Amnesia])
+                    .network(chaos(0)),
+                200,
+            ),
+            scenario(
+                "7 with 2 equivocators, chaos",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::Equivocator, Strategy::Amnesia])
+                    .network(chaos(0)),
+                200,
+            ),
+        ],
+    }
+}
