@@ -17,6 +17,9 @@ mod output;
 mod state;
 mod votes;
 
+#[cfg(test)]
+mod tests;
+
 #[cfg(feature = "mutants")]
 pub mod mutants;
 
