@@ -225,6 +225,15 @@ impl Recorder {
         }
     }
 
+    /// How many vote slots at `height` saw conflicting votes accepted by
+    /// `node` (only the first of each counts towards quorums in the core).
+    pub fn conflicts_at(&self, node: usize, height: Height) -> usize {
+        self.accepted_votes[node]
+            .iter()
+            .filter(|(slot, ids)| slot.0 == height && ids.len() > 1)
+            .count()
+    }
+
     /// An honest core reported an equivocation.
     pub fn equivocation(&mut self, node: usize, first: &Vote, second: &Vote) {
         let slot = (

@@ -92,7 +92,9 @@ pub(crate) struct Node {
     pub up: bool,
     pub epoch: u64,
     // Persisted: survives a crash.
-    wal: Vec<Input>,
+    /// Every input, recorded before it is handled, with whether the core
+    /// accepted it.
+    wal: Vec<(Input, bool)>,
     guard: SignGuard,
     decided: BTreeMap<Height, (Arc<Block>, Commit)>,
     // Volatile.
@@ -203,14 +205,16 @@ impl Node {
             let Some(before) = self.round_state() else {
                 return;
             };
-            if let Input::StartHeight { .. } = input {
-                // The WAL keeps only the current height, as CometBFT's does.
-                self.wal.clear();
+            if let Input::StartHeight { height, .. } = input {
+                self.truncate_wal(height);
             }
-            self.wal.push(input.clone());
+            self.wal.push((input.clone(), false));
             let Some(result) = self.handle(ctx, input.clone()) else {
                 return;
             };
+            if let (Ok(_), Some(last)) = (&result, self.wal.last_mut()) {
+                last.1 = true;
+            }
             if ctx.rec.tracing() {
                 let line = format!(
                     "n{} <- {} : {}",
@@ -226,6 +230,25 @@ impl Node {
                 self.carry_out(ctx, output, &mut queue, false);
             }
         }
+    }
+
+    /// Starting `height`: the WAL keeps only what replaying from this height
+    /// needs, i.e. the messages of this height or above that the core
+    /// accepted (buffered) earlier. They are replayed right after the
+    /// StartHeight, which is where the live core processed them.
+    fn truncate_wal(&mut self, height: Height) {
+        let keep: Vec<(Input, bool)> = std::mem::take(&mut self.wal)
+            .into_iter()
+            .filter(|(input, ok)| {
+                *ok && match input {
+                    Input::Proposal(p) => p.height >= height,
+                    Input::Vote(v) => v.height >= height,
+                    Input::Block { block, .. } => block.header.height >= height,
+                    _ => false,
+                }
+            })
+            .collect();
+        self.wal = keep;
     }
 
     /// Calls the core, turning a panic into a reported violation.
@@ -314,6 +337,13 @@ impl Node {
                 let block =
                     ctx.world
                         .build_block(&mut ctx.net.rng, height, proposer, last, now, invalid);
+                if self.honest() && ctx.world.app_accepts(&block, height) {
+                    // PrepareProposal built it, so the proposer's application
+                    // accepts it (CometBFT's proposer does not run
+                    // ProcessProposal on its own block).
+                    let id = ctx.world.block_id(&block);
+                    ctx.rec.app_accepted(idx, id);
+                }
                 queue.push_back(Input::ProposalValue {
                     height,
                     round,
@@ -484,15 +514,24 @@ impl Node {
         self.up = true;
         self.epoch += 1;
         self.core = Consensus::new(self.config.clone(), ctx.world.verifier.clone());
-        let wal = std::mem::take(&mut self.wal);
+        let mut wal = std::mem::take(&mut self.wal);
+        // Messages buffered before the StartHeight they belong to go right
+        // after it, where the live core processed them.
+        if let Some(pos) = wal
+            .iter()
+            .position(|(i, _)| matches!(i, Input::StartHeight { .. }))
+        {
+            let start = wal.remove(pos);
+            wal.insert(0, start);
+        }
         ctx.rec.trace_line(
             ctx.net.now,
             format!("n{} RESTARTS, replaying {} inputs", self.idx, wal.len()),
         );
         let mut ignored = VecDeque::new();
         let mut timeouts = Vec::new();
-        for input in wal {
-            self.wal.push(input.clone());
+        for (input, ok) in wal {
+            self.wal.push((input.clone(), ok));
             let Some(before) = self.round_state() else {
                 return;
             };

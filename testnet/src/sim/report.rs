@@ -5,7 +5,9 @@ use std::ops::Range;
 
 use engine::types::Round;
 
-use super::checks::Violation;
+use std::collections::BTreeMap;
+
+use super::checks::{Property, Violation};
 use super::config::SimConfig;
 use super::runner::run;
 
@@ -55,6 +57,8 @@ pub struct Summary {
     pub violating_seeds: u64,
     /// The first violating seed and its first violation.
     pub first_violation: Option<(u64, Violation)>,
+    /// Per violated property: how many seeds violate it, and the first one.
+    pub by_property: BTreeMap<Property, (u64, u64, Violation)>,
     /// Events processed, summed over seeds.
     pub events: u64,
 }
@@ -73,6 +77,9 @@ impl Summary {
             "evidence": self.evidence,
             "events": self.events,
             "violations": self.violating_seeds,
+            "violations_by_property": self.by_property.iter().map(|(p, (count, seed, _))| {
+                (p.to_string(), serde_json::json!({"seeds": count, "first_seed": seed}))
+            }).collect::<serde_json::Map<_, _>>(),
             "first_violation": self.first_violation.as_ref().map(|(seed, v)| serde_json::json!({
                 "seed": seed,
                 "property": v.property.to_string(),
@@ -98,8 +105,8 @@ impl fmt::Display for Summary {
             self.violating_seeds,
             self.config
         )?;
-        if let Some((seed, v)) = &self.first_violation {
-            write!(f, "\n  first violation: seed {seed}: {v}")?;
+        for (p, (count, seed, v)) in &self.by_property {
+            write!(f, "\n  {p}: {count} seeds, first seed {seed}: {v}")?;
         }
         Ok(())
     }
@@ -123,6 +130,7 @@ pub fn run_seeds(
         evidence: 0,
         violating_seeds: 0,
         first_violation: None,
+        by_property: BTreeMap::new(),
         events: 0,
     };
     let mut round_sum = 0u64;
@@ -137,6 +145,17 @@ pub fn run_seeds(
             round_sum += u64::from(*round);
             round_count += 1;
             s.rounds_max = s.rounds_max.max(*round);
+        }
+        let mut props: Vec<Property> = r.violations.iter().map(|v| v.property).collect();
+        props.dedup();
+        for v in &r.violations {
+            if props.contains(&v.property) {
+                props.retain(|p| *p != v.property);
+                s.by_property
+                    .entry(v.property)
+                    .and_modify(|e| e.0 += 1)
+                    .or_insert((1, seed, v.clone()));
+            }
         }
         if let Some(v) = r.violations.first() {
             s.violating_seeds += 1;

@@ -281,7 +281,18 @@ impl Sim {
             .iter()
             .filter(|n| n.honest())
             .map(|n| match n.round_state() {
-                Some(rs) => format!("n{}@h{}/r{}/{:?}", n.idx, rs.height, rs.round, rs.step),
+                Some(rs) => {
+                    let conflicts = self.rec.conflicts_at(n.idx, rs.height);
+                    let note = if conflicts > 0 && rs.height <= self.cfg.heights {
+                        format!(" ({conflicts} conflicting votes seen)")
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "n{}@h{}/r{}/{:?}{note}",
+                        n.idx, rs.height, rs.round, rs.step
+                    )
+                }
                 None => format!("n{}@?", n.idx),
             })
             .collect();
@@ -324,8 +335,10 @@ impl Sim {
                 epoch,
                 height,
             } => {
+                // Heights beyond the target are not started: it bounds the
+                // work of a run whose target some node cannot reach.
                 let n = &mut self.nodes[node];
-                if n.up && n.epoch == epoch {
+                if n.up && n.epoch == epoch && height <= self.cfg.heights + 1 {
                     n.start_height(&mut ctx, height);
                 }
             }
