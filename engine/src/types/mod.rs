@@ -344,5 +344,25 @@ pub struct ConsensusParams {
     pub vote_extensions_enable_height: i64,
 }
 
-mod api;
-pub use api::*;
+mod block;
+mod canonical;
+mod crypto;
+mod evidence;
+mod merkle;
+mod params;
+mod part_set;
+mod proto;
+mod results;
+mod time;
+mod validator_set;
+
+pub use block::{txs_hash, BLOCK_PROTOCOL, MAX_CHAIN_ID_LEN};
+pub use crypto::{sha256, PrivateKey};
+pub use evidence::evidence_hash;
+pub use merkle::{merkle_hash_from_byte_slices, merkle_proofs_from_byte_slices, Proof, MAX_AUNTS};
+pub use params::MAX_BLOCK_SIZE_BYTES;
+pub use part_set::{Part, PartSet, BLOCK_PART_SIZE, MAX_BLOCK_PARTS_COUNT};
+pub use proto::MAX_VOTE_EXTENSION_SIZE;
+pub use results::results_hash;
+pub use time::bft_time;
+pub use validator_set::MAX_TOTAL_VOTING_POWER;
