@@ -225,12 +225,12 @@ impl Recorder {
         }
     }
 
-    /// How many vote slots at `height` saw conflicting votes accepted by
-    /// `node` (only the first of each counts towards quorums in the core).
+    /// How many conflicting vote pairs at `height` `node`'s core reported
+    /// (only the first vote of a slot counts towards quorums in the core).
     pub fn conflicts_at(&self, node: usize, height: Height) -> usize {
-        self.accepted_votes[node]
+        self.evidence[node]
             .iter()
-            .filter(|(slot, ids)| slot.0 == height && ids.len() > 1)
+            .filter(|(slot, _, _)| slot.0 == height)
             .count()
     }
 

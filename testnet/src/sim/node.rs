@@ -99,7 +99,8 @@ pub(crate) struct Node {
     decided: BTreeMap<Height, (Arc<Block>, Commit)>,
     // Volatile.
     store: BTreeMap<Height, Known>,
-    sent: BTreeSet<(usize, MsgKey)>,
+    /// When each message was last gossiped to each peer.
+    sent: BTreeMap<(usize, MsgKey), u64>,
     peer_seen: Vec<Option<(Height, Round, Step)>>,
     pending_proposals: BTreeMap<BlockId, Proposal>,
     /// The latest proposal the core accepted: (height, round, block id).
@@ -132,7 +133,7 @@ impl Node {
             guard: SignGuard::default(),
             decided: BTreeMap::new(),
             store: BTreeMap::new(),
-            sent: BTreeSet::new(),
+            sent: BTreeMap::new(),
             peer_seen: vec![None; n],
             pending_proposals: BTreeMap::new(),
             latest_proposal: None,
@@ -578,7 +579,17 @@ impl Node {
     /// have been lost); after GST each goes once per peer.
     pub fn gossip(&mut self, ctx: &mut Ctx, peers: &[Option<(Height, Round, Step)>]) {
         let Some(me) = self.round_state() else { return };
-        let after_gst = ctx.net.after_gst();
+        let now = ctx.net.now;
+        let gst = ctx.net.cfg.gst_ms;
+        let resend_after = 4 * ctx.net.cfg.gossip_interval_ms.max(1);
+        // A message sent after GST arrives; one sent before may have been
+        // lost, and goes again after a while.
+        let sent = &self.sent;
+        let may_send = |key: &(usize, MsgKey)| match sent.get(key) {
+            None => true,
+            Some(t) => *t < gst && now >= t + resend_after,
+        };
+        let mut sends = Vec::new();
         for (j, peer) in peers.iter().enumerate() {
             if j == self.idx {
                 continue;
@@ -594,7 +605,7 @@ impl Node {
             if jh >= 1 && jh < me.height {
                 if let Some((block, commit)) = self.decided.get(&jh) {
                     let key = MsgKey::catchup(jh);
-                    if !after_gst || !self.sent.contains(&(j, key)) {
+                    if may_send(&(j, key)) {
                         out.push((
                             key,
                             Msg::Catchup {
@@ -616,18 +627,17 @@ impl Node {
                         }
                     }
                     for (r, key, m) in &known.msgs {
-                        if rounds.contains(r) && (!after_gst || !self.sent.contains(&(j, *key))) {
+                        if rounds.contains(r) && may_send(&(j, *key)) {
                             out.push((*key, m.clone()));
                         }
                     }
                 }
             }
-            for (key, msg) in out {
-                if after_gst {
-                    self.sent.insert((j, key));
-                }
-                ctx.send(self.idx, j, msg);
-            }
+            sends.extend(out.into_iter().map(|(key, msg)| (j, key, msg)));
+        }
+        for (j, key, msg) in sends {
+            self.sent.insert((j, key), now);
+            ctx.send(self.idx, j, msg);
         }
     }
 }

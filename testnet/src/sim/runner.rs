@@ -1,7 +1,10 @@
 //! One simulated run: set-up from the seed, the event loop, the final checks.
 
 use engine::consensus::{Config, Input, TimeoutStep};
-use engine::types::{PrivateKey, Round, Validator, ValidatorSet};
+use std::collections::BTreeMap;
+
+use engine::consensus::Step;
+use engine::types::{Height, PrivateKey, Round, Validator, ValidatorSet};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,6 +69,7 @@ struct Sim {
     nodes: Vec<Node>,
     deadline: u64,
     events: u64,
+    quiescent: bool,
 }
 
 /// Runs one seed of `cfg`. Errors only on an impossible configuration
@@ -205,12 +209,8 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
                 height: 1,
             },
         );
-        let jitter = net.rng.gen_range(0..cfg.network.gossip_interval_ms.max(1));
-        net.schedule(
-            cfg.network.gossip_interval_ms + jitter,
-            Event::Gossip { node: i },
-        );
     }
+    net.schedule(cfg.network.gossip_interval_ms.max(1), Event::Gossip);
     for (node, at, back) in crashes {
         net.schedule(at, Event::Crash { node });
         net.schedule(back, Event::Restart { node });
@@ -224,6 +224,7 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
         nodes,
         deadline: u64::MAX,
         events: 0,
+        quiescent: false,
     };
     sim.run_loop();
     Ok(sim.finish(seed))
@@ -259,6 +260,18 @@ impl Sim {
                 return;
             }
             self.dispatch(event);
+            if self.quiescent && !self.done() {
+                if !self
+                    .rec
+                    .violations
+                    .iter()
+                    .any(|v| v.property == Property::Termination)
+                {
+                    let detail = format!("network quiescent; {}", self.stuck_report(now));
+                    self.rec.violation(now, Property::Termination, detail);
+                }
+                return;
+            }
             if self.rec.has_safety_violation()
                 || self
                     .rec
@@ -273,6 +286,34 @@ impl Sim {
         let now = self.net.now;
         let detail = format!("no more events; {}", self.stuck_report(now));
         self.rec.violation(now, Property::Termination, detail);
+    }
+
+    /// The round bound of termination, checked as it happens: an honest node
+    /// still undecided at a target height, in a round above the bound,
+    /// ends the run with a violation (instead of waiting for the deadline).
+    fn check_rounds_eagerly(&mut self, peers: &[Option<(Height, Round, Step)>]) {
+        let mut start_round: BTreeMap<Height, Round> = BTreeMap::new();
+        for (h, r) in self.rec.gst_positions.iter().flatten() {
+            let e = start_round.entry(*h).or_default();
+            *e = (*e).max(*r);
+        }
+        for n in self.nodes.iter().filter(|n| n.honest()) {
+            let Some((h, r, step)) = peers[n.idx] else {
+                continue;
+            };
+            let bound = start_round.get(&h).copied().unwrap_or(0) + self.cfg.max_rounds_after_gst;
+            if h <= self.cfg.heights && step != Step::Commit && r > bound {
+                let now = self.net.now;
+                let detail = format!(
+                    "n{} is in round {r} of height {h} after GST, above the bound {bound}; {}",
+                    n.idx,
+                    self.stuck_report(now)
+                );
+                self.rec.violation(now, Property::Termination, detail);
+                self.quiescent = true;
+                return;
+            }
+        }
     }
 
     fn stuck_report(&self, now: u64) -> String {
@@ -342,7 +383,8 @@ impl Sim {
                     n.start_height(&mut ctx, height);
                 }
             }
-            Event::Gossip { node } => {
+            Event::Gossip => {
+                let before = ctx.net.transmissions;
                 let peers: Vec<_> = self
                     .nodes
                     .iter()
@@ -354,12 +396,29 @@ impl Sim {
                         }
                     })
                     .collect();
-                let n = &mut self.nodes[node];
-                if n.up && n.honest() {
-                    n.gossip(&mut ctx, &peers);
+                for n in self.nodes.iter_mut() {
+                    if n.up && n.honest() {
+                        n.gossip(&mut ctx, &peers);
+                    }
+                }
+                if ctx.net.after_gst() {
+                    self.check_rounds_eagerly(&peers);
+                }
+                let ctx = Ctx {
+                    net: &mut self.net,
+                    world: &mut self.world,
+                    rec: &mut self.rec,
+                };
+                // After GST (and after the last re-send of what was sent
+                // before GST), nothing pending and nothing to gossip: no
+                // event will ever change anything again.
+                let interval = self.cfg.network.gossip_interval_ms.max(1);
+                let settled = ctx.net.now >= self.cfg.network.gst_ms + 5 * interval;
+                if settled && ctx.net.is_idle() && ctx.net.transmissions == before {
+                    self.quiescent = true;
                 }
                 let at = ctx.net.now + self.cfg.network.gossip_interval_ms.max(1);
-                ctx.net.schedule(at, Event::Gossip { node });
+                ctx.net.schedule(at, Event::Gossip);
             }
             Event::Crash { node } => self.nodes[node].crash(&mut ctx),
             Event::Restart { node } => self.nodes[node].restart(&mut ctx),

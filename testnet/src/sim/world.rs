@@ -41,9 +41,7 @@ pub(crate) enum Event {
         epoch: u64,
         height: Height,
     },
-    Gossip {
-        node: usize,
-    },
+    Gossip,
     Crash {
         node: usize,
     },
@@ -70,6 +68,8 @@ pub(crate) struct Net {
     pub rng: ChaCha8Rng,
     pub cfg: NetworkConfig,
     pub partition: Option<Partition>,
+    /// Messages put on the wire so far (including lost ones).
+    pub transmissions: u64,
 }
 
 impl Net {
@@ -81,12 +81,17 @@ impl Net {
             rng,
             cfg,
             partition: None,
+            transmissions: 0,
         }
     }
 
     pub fn schedule(&mut self, at: u64, event: Event) {
         self.seq += 1;
         self.queue.insert((at, self.seq), event);
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
     }
 
     pub fn pop(&mut self) -> Option<(u64, Event)> {
@@ -105,6 +110,7 @@ impl Net {
     /// Returns a description for the trace.
     pub fn transmit(&mut self, from: usize, to: usize, msg: Msg) -> String {
         let now = self.now;
+        self.transmissions += 1;
         if let Some(p) = &self.partition {
             if now >= p.start && now < p.end && p.side[from] != p.side[to] {
                 return "cut by partition".to_string();
