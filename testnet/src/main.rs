@@ -52,7 +52,7 @@ struct SimArgs {
     /// Byzantine strategies, comma-separated, assigned in turn (default: each
     /// Byzantine validator draws one from the seed). One of: silent,
     /// equivocating-proposer, double-vote, equivocator, amnesia,
-    /// invalid-block, forged-signatures, wrong-chain, flood.
+    /// invalid-block, forged-signatures, wrong-chain, flood, lock-breaker.
     #[arg(long, value_delimiter = ',')]
     strategy: Vec<Strategy>,
     /// Global stabilization time in simulated milliseconds.
@@ -61,6 +61,9 @@ struct SimArgs {
     /// Message loss probability before GST.
     #[arg(long, default_value_t = 0.15)]
     loss: f64,
+    /// Largest message delay before GST, in simulated milliseconds.
+    #[arg(long, default_value_t = 2500)]
+    max_delay: u64,
     /// Add a random partition that heals by GST.
     #[arg(long)]
     partition: bool,
@@ -103,6 +106,7 @@ impl SimArgs {
             NetworkConfig {
                 gst_ms: self.gst,
                 loss: self.loss,
+                pre_gst_max_delay_ms: self.max_delay,
                 partition: self.partition,
                 crashes: self.crashes,
                 ..NetworkConfig::default()

@@ -35,11 +35,23 @@ fn random_signature(ctx: &mut Ctx) -> Signature {
 
 /// Sends `a` to side A (and to the other Byzantine nodes), `b` to the rest.
 fn send_split(ctx: &mut Ctx, from: usize, a: &Msg, b: &Msg) {
+    send_split_by(ctx, from, |w, to| w.side_a[to], a, b);
+}
+
+/// Sends `a` to the nodes `pick` selects (and to the other Byzantine nodes),
+/// `b` to the rest.
+fn send_split_by(
+    ctx: &mut Ctx,
+    from: usize,
+    pick: impl Fn(&World, usize) -> bool,
+    a: &Msg,
+    b: &Msg,
+) {
     for to in 0..ctx.world.n {
         if to == from {
             continue;
         }
-        let m = if ctx.world.side_a[to] || ctx.world.byzantine[to] {
+        let m = if pick(ctx.world, to) || ctx.world.byzantine[to] {
             a
         } else {
             b
@@ -72,6 +84,39 @@ pub(crate) fn propose(
             let p = sign_proposal(node, &chain_id, proposal);
             feed(p, block, queue);
         }
+        Strategy::LockBreaker
+            if proposal.pol_round.is_none() && node.attacked.insert((h, 0, 1)) =>
+        {
+            // The attack round: v to side A, another block to side B.
+            let proposer = ctx.world.addresses[idx];
+            let last = block.header.last_block_id;
+            let other = ctx
+                .world
+                .build_block(&mut ctx.net.rng, h, proposer, last, now, false);
+            let mut q = proposal.clone();
+            q.block_id = ctx.world.block_id(&other);
+            let pa = sign_proposal(node, &chain_id, proposal);
+            let pb = sign_proposal(node, &chain_id, q);
+            ctx.world
+                .byz_blocks
+                .insert((h, r), (pa.block_id, pb.block_id));
+            // Half of the attacks show the polka for v to the decide side
+            // only (some decide on it, the others never lock), half to all
+            // of side A (some decide, the others lock).
+            if ctx.net.rng.gen_bool(0.5) {
+                ctx.world.narrow_prevotes.insert((h, r));
+            }
+            let a = Msg::Proposal {
+                proposal: pa.clone(),
+                block: block.clone(),
+            };
+            let b = Msg::Proposal {
+                proposal: pb,
+                block: other,
+            };
+            send_split(ctx, idx, &a, &b);
+            feed(pa, block, queue);
+        }
         Strategy::EquivocatingProposer | Strategy::Equivocator => {
             let proposer = ctx.world.addresses[idx];
             let last = block.header.last_block_id;
@@ -98,7 +143,7 @@ pub(crate) fn propose(
             send_split(ctx, idx, &a, &b);
             feed(pa, block, queue);
         }
-        Strategy::Amnesia if proposal.pol_round.is_some() => {
+        Strategy::Amnesia | Strategy::LockBreaker if proposal.pol_round.is_some() => {
             let proposer = ctx.world.addresses[idx];
             let last = block.header.last_block_id;
             let fresh = ctx
@@ -196,6 +241,54 @@ pub(crate) fn vote(
             send_split(ctx, idx, &Msg::Vote(va.clone()), &Msg::Vote(vb));
             queue.push_back(Input::Vote(va));
         }
+        Strategy::LockBreaker => match ctx.world.byz_blocks.get(&(h, r)).copied() {
+            // The attack round: side A sees a polka for v, side B does not;
+            // only the decide side sees our precommit for v.
+            Some((a, b)) if vote.vote_type == VoteType::Prevote => {
+                let mut va = vote.clone();
+                va.block_id = Some(a);
+                let mut vb = vote;
+                vb.block_id = Some(b);
+                let va = sign_vote(node, &chain_id, va);
+                let vb = sign_vote(node, &chain_id, vb);
+                let (ma, mb) = (Msg::Vote(va.clone()), Msg::Vote(vb));
+                if ctx.world.narrow_prevotes.contains(&(h, r)) {
+                    send_split_by(ctx, idx, |w, to| w.decide_side[to], &ma, &mb);
+                } else {
+                    send_split(ctx, idx, &ma, &mb);
+                }
+                queue.push_back(Input::Vote(va));
+            }
+            Some((a, _)) => {
+                let mut va = vote.clone();
+                va.block_id = Some(a);
+                let mut nil = vote;
+                nil.block_id = None;
+                let va = sign_vote(node, &chain_id, va);
+                let nil = sign_vote(node, &chain_id, nil);
+                send_split_by(
+                    ctx,
+                    idx,
+                    |w, to| w.decide_side[to],
+                    &Msg::Vote(va),
+                    &Msg::Vote(nil.clone()),
+                );
+                // Its own core counts the nil precommit, so that it stays
+                // at this height for the next round.
+                queue.push_back(Input::Vote(nil));
+            }
+            // Other rounds: vote for the latest proposal, whatever the lock.
+            None => {
+                if let Some((ph, _, id)) = node.latest_proposal {
+                    if ph == h {
+                        vote.block_id = Some(id);
+                    }
+                }
+                let v = sign_vote(node, &chain_id, vote);
+                ctx.broadcast(idx, &Msg::Vote(v.clone()));
+                queue.push_back(Input::Vote(v));
+            }
+        },
         Strategy::Amnesia => {
             if let Some((ph, _, id)) = node.latest_proposal {
                 if ph == h {

@@ -9,7 +9,7 @@ use engine::consensus::Timeouts;
 /// How voting power is distributed among validators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Powers {
-    /// Every validator has power 10.
+    /// Every validator has power 1.
     Equal,
     /// Fibonacci-like powers 1, 1, 2, 3, 5, 8, 13 repeated.
     Skewed,
@@ -21,7 +21,7 @@ impl Powers {
         const SKEW: [i64; 7] = [1, 1, 2, 3, 5, 8, 13];
         (0..n)
             .map(|i| match self {
-                Powers::Equal => 10,
+                Powers::Equal => 1,
                 Powers::Skewed => SKEW[i % SKEW.len()],
             })
             .collect()
@@ -91,11 +91,16 @@ pub enum Strategy {
     WrongChain,
     /// Floods correctly signed votes for far-future rounds and heights.
     Flood,
+    /// Attacks locking: prevotes the latest proposal to everyone, precommits
+    /// it to side A and nil to side B (so that some honest validators decide
+    /// while others only lock), and proposes fresh blocks instead of its
+    /// valid value.
+    LockBreaker,
 }
 
 impl Strategy {
     /// Every strategy, in a fixed order.
-    pub const ALL: [Strategy; 9] = [
+    pub const ALL: [Strategy; 10] = [
         Strategy::Silent,
         Strategy::EquivocatingProposer,
         Strategy::DoubleVote,
@@ -105,6 +110,7 @@ impl Strategy {
         Strategy::ForgedSignatures,
         Strategy::WrongChain,
         Strategy::Flood,
+        Strategy::LockBreaker,
     ];
 
     /// The strategy's command-line name.
@@ -119,6 +125,7 @@ impl Strategy {
             Strategy::ForgedSignatures => "forged-signatures",
             Strategy::WrongChain => "wrong-chain",
             Strategy::Flood => "flood",
+            Strategy::LockBreaker => "lock-breaker",
         }
     }
 }

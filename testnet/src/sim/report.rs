@@ -112,12 +112,13 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Runs `seeds` of `cfg` and summarizes; with `stop_at_first_violation` it
-/// stops at the first violating seed (for tests that expect one).
+/// Runs `seeds` of `cfg` and summarizes; with `stop_at_safety_violation` it
+/// stops at the first seed that violates agreement or validity (for tests
+/// that expect one).
 pub fn run_seeds(
     cfg: &SimConfig,
     seeds: Range<u64>,
-    stop_at_first_violation: bool,
+    stop_at_safety_violation: bool,
 ) -> Result<Summary, String> {
     let mut s = Summary {
         config: cfg.describe(),
@@ -162,7 +163,7 @@ pub fn run_seeds(
             if s.first_violation.is_none() {
                 s.first_violation = Some((seed, v.clone()));
             }
-            if stop_at_first_violation {
+            if stop_at_safety_violation && r.violations.iter().any(|v| v.property.is_safety()) {
                 break;
             }
         }

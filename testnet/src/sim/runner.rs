@@ -104,10 +104,15 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
     let mut honest: Vec<usize> = (0..n).filter(|i| !byzantine[*i]).collect();
     honest.shuffle(&mut rng);
     let mut side_a = vec![false; n];
+    let mut decide_side = vec![false; n];
     if honest.len() >= 2 {
         let k = rng.gen_range(1..honest.len());
         for i in &honest[..k] {
             side_a[*i] = true;
+        }
+        let d = if k >= 2 { rng.gen_range(1..k) } else { k };
+        for i in &honest[..d] {
+            decide_side[*i] = true;
         }
     }
     let mut world = World::new(
@@ -116,6 +121,7 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
         genesis,
         byzantine.clone(),
         side_a,
+        decide_side,
         cfg.timeouts,
     );
     let strategies: Vec<Option<Strategy>> = {

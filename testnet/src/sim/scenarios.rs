@@ -52,6 +52,7 @@ pub fn liveness_expected(config: &SimConfig) -> bool {
                     | Strategy::Equivocator
                     | Strategy::WrongChain
                     | Strategy::Flood
+                    | Strategy::LockBreaker
             )
         })
 }
@@ -69,76 +70,104 @@ pub fn chaos(crashes: usize) -> NetworkConfig {
 /// skewed powers, up to f Byzantine validators with every strategy, network
 /// chaos, partitions and crashes. Every run must be free of violations.
 pub fn ci_matrix() -> Vec<Scenario> {
-    let mut v = Vec::new();
-    v.push(scenario(
-        "4 honest, synchronous",
-        SimConfig::new(4, 0).network(NetworkConfig::synchronous()),
-        100,
-    ));
-    v.push(scenario(
-        "4 honest, chaos, 2 crashes",
-        SimConfig::new(4, 0).network(chaos(2)),
-        150,
-    ));
+    use Strategy::*;
+    let sync = NetworkConfig::synchronous;
+    let mut v = vec![
+        scenario(
+            "4 honest, synchronous",
+            SimConfig::new(4, 0).network(sync()),
+            100,
+        ),
+        scenario(
+            "4 honest, chaos, 2 crashes",
+            SimConfig::new(4, 0).network(chaos(2)),
+            150,
+        ),
+    ];
     for s in Strategy::ALL {
         v.push(scenario(
             format!("4 with 1 {s}, chaos, 1 crash"),
             SimConfig::new(4, 1).strategies(&[s]).network(chaos(1)),
-            50,
+            60,
         ));
     }
-    v.push(scenario(
-        "4 skewed with 2 mixed, chaos, 1 crash",
-        SimConfig::new(4, 2)
-            .powers(Powers::Skewed)
-            .network(chaos(1)),
-        150,
-    ));
-    v.push(scenario(
-        "7 with 2 mixed, chaos, 2 crashes",
-        SimConfig::new(7, 2).network(chaos(2)),
-        250,
-    ));
-    v.push(scenario(
-        "7 with 2 equivocators, synchronous",
-        SimConfig::new(7, 2)
-            .strategies(&[Strategy::Equivocator])
-            .network(NetworkConfig::synchronous()),
-        100,
-    ));
-    v.push(scenario(
-        "7 skewed with 4 mixed, chaos, 1 crash",
-        SimConfig::new(7, 4)
-            .powers(Powers::Skewed)
-            .network(chaos(1)),
-        150,
-    ));
-    v.push(scenario(
-        "10 with 3 mixed, chaos, 2 crashes",
-        SimConfig::new(10, 3).heights(3).network(chaos(2)),
-        150,
-    ));
-    v.push(scenario(
-        "10 skewed with 3 mixed, chaos",
-        SimConfig::new(10, 3)
-            .heights(3)
-            .powers(Powers::Skewed)
-            .network(chaos(0)),
-        100,
-    ));
-    v.push(scenario(
-        "31 with 10 mixed, chaos, 3 crashes",
-        SimConfig::new(31, 10).heights(3).network(chaos(3)),
-        40,
-    ));
-    v.push(scenario(
-        "31 skewed with 6 mixed, chaos",
-        SimConfig::new(31, 6)
-            .heights(3)
-            .powers(Powers::Skewed)
-            .network(chaos(1)),
-        40,
-    ));
+    v.extend([
+        scenario(
+            "4 skewed with 2 mixed, chaos, 1 crash",
+            SimConfig::new(4, 2)
+                .powers(Powers::Skewed)
+                .network(chaos(1)),
+            150,
+        ),
+        scenario(
+            "7 with 2 mixed, chaos, 2 crashes",
+            SimConfig::new(7, 2).network(chaos(2)),
+            250,
+        ),
+        scenario(
+            "7 with 2 silent/amnesia, chaos, 2 crashes",
+            SimConfig::new(7, 2)
+                .strategies(&[Silent, Amnesia])
+                .network(chaos(2)),
+            200,
+        ),
+        scenario(
+            "7 with 2 equivocators, synchronous",
+            SimConfig::new(7, 2)
+                .strategies(&[Equivocator])
+                .network(sync()),
+            50,
+        ),
+        scenario(
+            "7 skewed with 4 mixed, chaos, 1 crash",
+            SimConfig::new(7, 4)
+                .powers(Powers::Skewed)
+                .network(chaos(1)),
+            100,
+        ),
+        scenario(
+            "10 with 3 mixed, chaos, 2 crashes",
+            SimConfig::new(10, 3).heights(3).network(chaos(2)),
+            150,
+        ),
+        scenario(
+            "10 with 3 proposer attacks and forgers, chaos, 2 crashes",
+            SimConfig::new(10, 3)
+                .heights(3)
+                .strategies(&[EquivocatingProposer, InvalidBlock, ForgedSignatures])
+                .network(chaos(2)),
+            120,
+        ),
+        scenario(
+            "10 skewed with 3 mixed, chaos",
+            SimConfig::new(10, 3)
+                .heights(3)
+                .powers(Powers::Skewed)
+                .network(chaos(0)),
+            80,
+        ),
+        scenario(
+            "31 with 10 mixed, chaos, 3 crashes",
+            SimConfig::new(31, 10).heights(3).network(chaos(3)),
+            25,
+        ),
+        scenario(
+            "31 with 10 silent/amnesia/invalid/forgers, chaos, 2 crashes",
+            SimConfig::new(31, 10)
+                .heights(3)
+                .strategies(&[Silent, Amnesia, InvalidBlock, ForgedSignatures])
+                .network(chaos(2)),
+            20,
+        ),
+        scenario(
+            "31 skewed with 6 mixed, chaos, 1 crash",
+            SimConfig::new(31, 6)
+                .heights(3)
+                .powers(Powers::Skewed)
+                .network(chaos(1)),
+            25,
+        ),
+    ]);
     v
 }
 
@@ -163,7 +192,7 @@ pub fn attack_scenarios(mutant: &str) -> Vec<Scenario> {
                 20,
             ),
         ],
-        "QuorumTwoF" | "DecideOnPrevotes" => vec![
+        "QuorumTwoF" => vec![
             scenario(
                 "4 with 1 equivocator, synchronous",
                 SimConfig::new(4, 1)
@@ -172,14 +201,28 @@ pub fn attack_scenarios(mutant: &str) -> Vec<Scenario> {
                 100,
             ),
             scenario(
-                "7 with 2 equivocators, chaos",
+                "7 with 2 lock breakers, synchronous",
                 SimConfig::new(7, 2)
-                    .strategies(&[Strategy::Equivocator])
-                    .network(chaos(0)),
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
                 100,
             ),
         ],
-        _ => vec![
+        "DecideOnPrevotes" => vec![
+            scenario(
+                "4 with 1 lock breaker, chaos",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(chaos(0)),
+                200,
+            ),
+            scenario(
+                "7 with 2 lock breakers, synchronous",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
+                200,
+            ),
             scenario(
                 "4 with 1 equivocator, chaos",
                 SimConfig::new(4, 1)
@@ -187,17 +230,26 @@ pub fn attack_scenarios(mutant: &str) -> Vec<Scenario> {
                     .network(chaos(0)),
                 200,
             ),
+        ],
+        _ => vec![
             scenario(
-                "4 with 1 amnesiac, chaos",
+                "4 with 1 lock breaker, synchronous",
                 SimConfig::new(4, 1)
-                    .strategies(&[Strategy::Amnesia])
-                    .network(chaos(0)),
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
                 200,
             ),
             scenario(
-                "7 with 2 equivocators, chaos",
+                "7 with 2 lock breakers, synchronous",
                 SimConfig::new(7, 2)
-                    .strategies(&[Strategy::Equivocator, Strategy::Amnesia])
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
+                200,
+            ),
+            scenario(
+                "4 with 1 equivocator, chaos",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::Equivocator])
                     .network(chaos(0)),
                 200,
             ),

@@ -1,7 +1,7 @@
 //! The shared state of a run: validator sets, block ids, the event queue and
 //! the network model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use engine::consensus::TimeoutStep;
@@ -167,11 +167,17 @@ pub(crate) struct World {
     /// The coalition's split of the network: Byzantine nodes send one version
     /// of a message to `side_a` nodes and another to the rest.
     pub side_a: Vec<bool>,
+    /// A subset of side A: the lock breaker's precommits for its value go
+    /// only there.
+    pub decide_side: Vec<bool>,
     valsets: Vec<ValidatorSet>,
     valset_hashes: Vec<Hash>,
     block_ids: HashMap<usize, (Arc<Block>, BlockId)>,
     /// Blocks of the coalition's equivocating proposals, by (height, round).
     pub byz_blocks: BTreeMap<(Height, Round), (BlockId, BlockId)>,
+    /// Lock-breaker attack rounds whose prevotes for v go to the decide side
+    /// only (the rest go to all of side A).
+    pub narrow_prevotes: BTreeSet<(Height, Round)>,
     pub verifier: Arc<MemoVerifier>,
     pub timeouts: engine::consensus::Timeouts,
 }
@@ -183,6 +189,7 @@ impl World {
         genesis: ValidatorSet,
         byzantine: Vec<bool>,
         side_a: Vec<bool>,
+        decide_side: Vec<bool>,
         timeouts: engine::consensus::Timeouts,
     ) -> Self {
         let n = addresses.len();
@@ -193,11 +200,13 @@ impl World {
             addresses,
             byzantine,
             side_a,
+            decide_side,
             // index 0 is a placeholder so that heights index directly
             valsets: vec![genesis.clone(), genesis],
             valset_hashes: vec![hash, hash],
             block_ids: HashMap::new(),
             byz_blocks: BTreeMap::new(),
+            narrow_prevotes: BTreeSet::new(),
             verifier: Arc::new(MemoVerifier::new()),
             timeouts,
         }
