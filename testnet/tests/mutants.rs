@@ -14,18 +14,21 @@ fn caught(mutant: Mutant) {
         cfg.mutant = Some(mutant);
         let summary = run_seeds(&cfg, 0..s.seeds, true).expect("valid configuration");
         println!("{name} / {}: {summary}", s.name);
-        if let Some((seed, v)) = &summary.first_violation {
-            if matches!(v.property, Property::Agreement | Property::Validity) {
-                println!("{name} caught by {} with seed {seed}: {v}", s.name);
-                return;
-            }
-            report.push(format!("{}: seed {seed}: {v}", s.name));
-        } else {
-            report.push(format!(
-                "{}: no violation in {} seeds",
-                s.name, summary.seeds
-            ));
+        let safety = summary
+            .by_property
+            .iter()
+            .find(|(p, _)| matches!(p, Property::Agreement | Property::Validity));
+        if let Some((_, (count, seed, v))) = safety {
+            println!(
+                "{name} caught by {} with seed {seed} ({count} seeds): {v}",
+                s.name
+            );
+            return;
         }
+        report.push(format!(
+            "{}: no agreement or validity violation in {} seeds",
+            s.name, summary.seeds
+        ));
     }
     panic!("{name} was not caught:\n{}", report.join("\n"));
 }

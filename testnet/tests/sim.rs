@@ -114,6 +114,11 @@ fn equivocations_produce_evidence() {
         .strategies(&[Strategy::DoubleVote])
         .network(NetworkConfig::synchronous());
     let s = run_seeds(&cfg, 0..10, false).expect("valid");
-    assert_eq!(s.violating_seeds, 0, "{s}");
+    // Termination is not required with double votes (see
+    // `scenarios::liveness_expected`); evidence and safety are.
+    assert!(
+        s.by_property.keys().all(|p| *p == Property::Termination),
+        "{s}"
+    );
     assert!(s.evidence > 0, "{s}");
 }
