@@ -284,6 +284,7 @@ impl SimConfig {
             let names: Vec<_> = self.strategies.iter().map(|s| s.name()).collect();
             names.join("+")
         };
+        #[allow(unused_mut)]
         let mut s = format!(
             "validators={} byzantine={} powers={} strategies={} heights={} gst={}ms loss={} partition={} crashes={}",
             self.validators,
