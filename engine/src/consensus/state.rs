@@ -495,27 +495,15 @@ impl Consensus {
     /// r decide v. We accept v's block from any source with v's id: a quorum
     /// of precommits implies an honest validator already validated it.
     fn try_decide(&mut self, out: &mut Vec<Output>) -> bool {
-        let t = *self.votes.thresholds();
-        let mut found = None;
-        for (round, rv) in self.votes.rounds() {
-            if let Some(Some(id)) = rv.precommits.quorum_value(&t) {
-                if self.blocks.contains_key(&id) {
-                    found = Some((*round, id));
-                    break;
-                }
-            }
-        }
         #[cfg(feature = "mutants")]
-        if found.is_none() && self.config.mutant == Some(super::mutants::Mutant::DecideOnPrevotes) {
-            for (round, rv) in self.votes.rounds() {
-                if let Some(Some(id)) = rv.prevotes.quorum_value(&t) {
-                    if self.blocks.contains_key(&id) {
-                        found = Some((*round, id));
-                        break;
-                    }
-                }
-            }
-        }
+        let decide_on = if self.config.mutant == Some(super::mutants::Mutant::DecideOnPrevotes) {
+            VoteType::Prevote
+        } else {
+            VoteType::Precommit
+        };
+        #[cfg(not(feature = "mutants"))]
+        let decide_on = VoteType::Precommit;
+        let found = self.quorum_with_block(decide_on);
         let Some((round, id)) = found else {
             return false;
         };
@@ -805,6 +793,18 @@ impl Consensus {
             return true;
         }
         self.verifier.verify(key, msg, sig)
+    }
+
+    /// The earliest round in which votes of `vote_type` for one block reach a
+    /// quorum and that block is complete.
+    fn quorum_with_block(&self, vote_type: VoteType) -> Option<(Round, BlockId)> {
+        let t = self.votes.thresholds();
+        self.votes
+            .rounds()
+            .find_map(|(round, rv)| match rv.of(vote_type).quorum_value(t) {
+                Some(Some(id)) if self.blocks.contains_key(&id) => Some((*round, id)),
+                _ => None,
+            })
     }
 
     fn has_prevote_quorum_for(&self, round: Round, id: BlockId) -> bool {

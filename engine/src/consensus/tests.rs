@@ -75,7 +75,10 @@ impl Net {
     fn block(&self, tag: u8, proposer: usize) -> (BlockId, Arc<Block>) {
         let block = Block {
             header: Header {
-                version: Version { block: 11, app: 0 },
+                version: Version {
+                    block: crate::types::BLOCK_PROTOCOL,
+                    app: 0,
+                },
                 chain_id: CHAIN.into(),
                 height: 1,
                 time: Time {

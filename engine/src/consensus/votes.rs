@@ -286,12 +286,13 @@ mod tests {
 
     #[test]
     fn quorum_value_needs_weight_not_count() {
-        let mut k = VoteKeeper::new(Thresholds::new(10));
+        // 7 of 12 is not more than 2/3; 9 of 12 is.
+        let mut k = VoteKeeper::new(Thresholds::new(12));
         k.add(vote(0, 0, VoteType::Prevote, Some(7)), 6);
         k.add(vote(1, 0, VoteType::Prevote, Some(7)), 1);
         let t = *k.thresholds();
         assert_eq!(k.round(0).map(|r| r.prevotes.quorum_value(&t)), Some(None));
-        k.add(vote(2, 0, VoteType::Prevote, Some(7)), 1);
+        k.add(vote(2, 0, VoteType::Prevote, Some(7)), 2);
         let q = k.round(0).and_then(|r| r.prevotes.quorum_value(&t));
         assert_eq!(q.flatten().map(|b| b.hash.0[0]), Some(7));
         assert_eq!(k.rounds_voted_above(0, 0), 0);

@@ -360,7 +360,7 @@ pub use block::{txs_hash, BLOCK_PROTOCOL, MAX_CHAIN_ID_LEN};
 pub use crypto::{sha256, PrivateKey};
 pub use evidence::evidence_hash;
 pub use merkle::{merkle_hash_from_byte_slices, merkle_proofs_from_byte_slices, Proof, MAX_AUNTS};
-pub use params::MAX_BLOCK_SIZE_BYTES;
+pub use params::{ABCI_PUB_KEY_TYPE_ED25519, MAX_BLOCK_SIZE_BYTES};
 pub use part_set::{Part, PartSet, BLOCK_PART_SIZE, MAX_BLOCK_PARTS_COUNT};
 pub use proto::MAX_VOTE_EXTENSION_SIZE;
 pub use results::results_hash;

@@ -190,6 +190,10 @@ mod tests {
         let m = vec![(t4, 20), (t2, 10), (t1, 10), (t3, 23), (t2, 10), (t5, 10)];
         assert_eq!(weighted_median(m, 83), t3);
         assert_eq!(weighted_median(vec![], 0), Time::GO_ZERO);
+        // The walk stops when the remaining half is <= the weight: with two
+        // equal halves the earlier time wins.
+        assert_eq!(weighted_median(vec![(t2, 5), (t1, 5)], 10), t1);
+        assert_eq!(weighted_median(vec![(t2, 5), (t1, 3)], 8), t2);
     }
 
     #[test]

@@ -844,6 +844,88 @@ mod tests {
         }
     }
 
+    /// RescalePriorities by hand: powers 1, 1, 1 (window 2 * 3 = 6) and
+    /// priorities 1000, -1000, 0: diff 2000 > 6, ratio ceil(2000 / 6) = 334,
+    /// priorities truncate to 2, -2, 0; the average is 0; then one round adds
+    /// 1 to each (3, -1, 1) and charges the total to the first (0, -1, 1).
+    #[test]
+    fn rescale_by_hand() {
+        let mut set = ValidatorSet {
+            validators: vec![
+                Validator {
+                    proposer_priority: 1000,
+                    ..val(b"a", 1)
+                },
+                Validator {
+                    proposer_priority: -1000,
+                    ..val(b"b", 1)
+                },
+                Validator {
+                    proposer_priority: 0,
+                    ..val(b"c", 1)
+                },
+            ],
+            proposer: None,
+            total_voting_power: 3,
+        };
+        set.increment_proposer_priority(1);
+        let got: Vec<i64> = set.validators.iter().map(|v| v.proposer_priority).collect();
+        assert_eq!(got, vec![0, -1, 1]);
+        assert_eq!(name(set.proposer()), "a");
+        // diff 1999: ratio ceil(1999 / 6) = 334 as well; 999 / 334 = 2 and
+        // -1000 / 334 = -2 (truncation towards zero), average 0.
+        let mut set = ValidatorSet {
+            validators: vec![
+                Validator {
+                    proposer_priority: 999,
+                    ..val(b"a", 1)
+                },
+                Validator {
+                    proposer_priority: -1000,
+                    ..val(b"b", 1)
+                },
+                Validator {
+                    proposer_priority: 0,
+                    ..val(b"c", 1)
+                },
+            ],
+            proposer: None,
+            total_voting_power: 3,
+        };
+        set.rescale_priorities(6);
+        let got: Vec<i64> = set.validators.iter().map(|v| v.proposer_priority).collect();
+        assert_eq!(got, vec![2, -2, 0]);
+        // Exactly at the window no rescaling happens.
+        let mut set = ValidatorSet {
+            validators: vec![
+                Validator {
+                    proposer_priority: 3,
+                    ..val(b"a", 1)
+                },
+                Validator {
+                    proposer_priority: -3,
+                    ..val(b"b", 1)
+                },
+            ],
+            proposer: None,
+            total_voting_power: 2,
+        };
+        set.rescale_priorities(6);
+        let got: Vec<i64> = set.validators.iter().map(|v| v.proposer_priority).collect();
+        assert_eq!(got, vec![3, -3]);
+        // ratio = ceil(7 / 6) = 2 for diff 7.
+        set.validators[0].proposer_priority = 4;
+        set.rescale_priorities(6);
+        let got: Vec<i64> = set.validators.iter().map(|v| v.proposer_priority).collect();
+        assert_eq!(got, vec![2, -1]);
+        // An exact multiple: diff 12, ratio exactly 12 / 6 = 2.
+        set.validators[0].proposer_priority = 6;
+        set.validators[1].proposer_priority = -6;
+        set.rescale_priorities(6);
+        let got: Vec<i64> = set.validators.iter().map(|v| v.proposer_priority).collect();
+        assert_eq!(got, vec![3, -3]);
+    }
+
     fn key_val(seed: u8, power: i64) -> Validator {
         Validator::new(PrivateKey::from_seed([seed; 32]).public_key(), power)
     }
@@ -945,6 +1027,25 @@ mod tests {
         big.update_with_change_set(&[key_val(1, 0), key_val(3, MAX_TOTAL_VOTING_POWER - 1)])
             .expect("swap");
         assert_eq!(big.total_voting_power(), MAX_TOTAL_VOTING_POWER);
+
+        // verifyUpdates applies the power changes in increasing order, so a
+        // big decrease is counted before a big increase, whatever the
+        // addresses' order. Pick a newcomer whose address sorts first.
+        let a = key_val(1, MAX_TOTAL_VOTING_POWER - 10);
+        let newcomer = (2..=255u8)
+            .map(|s| key_val(s, MAX_TOTAL_VOTING_POWER - 20))
+            .find(|v| v.address < a.address)
+            .expect("some key sorts below");
+        let mut set = ValidatorSet::new(vec![a.clone(), key_val(0, 10)]).expect("valid");
+        set.update_with_change_set(&[
+            Validator {
+                voting_power: 1,
+                ..a
+            },
+            newcomer,
+        ])
+        .expect("fits once the decrease is counted first");
+        assert_eq!(set.total_voting_power(), MAX_TOTAL_VOTING_POWER - 9);
     }
 
     #[test]
