@@ -126,6 +126,39 @@ impl SimArgs {
     }
 }
 
+/// The `testnet sim` flags that reproduce `seed` of `cfg` with its trace.
+fn reproduce_command(cfg: &SimConfig, seed: u64) -> String {
+    let mut c = format!(
+        "testnet sim --validators {} --byzantine {} --powers {} --heights {}",
+        cfg.validators, cfg.byzantine, cfg.powers, cfg.heights
+    );
+    if !cfg.strategies.is_empty() {
+        let names: Vec<_> = cfg.strategies.iter().map(|s| s.name()).collect();
+        c.push_str(&format!(" --strategy {}", names.join(",")));
+    }
+    let n = &cfg.network;
+    if *n == NetworkConfig::synchronous() {
+        c.push_str(" --sync");
+    } else {
+        c.push_str(&format!(
+            " --gst {} --loss {} --max-delay {}",
+            n.gst_ms, n.loss, n.pre_gst_max_delay_ms
+        ));
+        if n.partition {
+            c.push_str(" --partition");
+        }
+        if n.crashes > 0 {
+            c.push_str(&format!(" --crashes {}", n.crashes));
+        }
+    }
+    #[cfg(feature = "mutants")]
+    if let Some(m) = cfg.mutant {
+        c.push_str(&format!(" --mutant {m:?}"));
+    }
+    c.push_str(&format!(" --seed {seed} --trace"));
+    c
+}
+
 fn print_summary(s: &Summary, json: bool) {
     if json {
         println!("{}", s.to_json());
@@ -171,8 +204,11 @@ fn run_sim(args: &SimArgs) -> Result<bool, String> {
         if let Some((seed, v)) = &s.first_violation {
             ok = false;
             eprintln!(
-                "VIOLATION of {} with seed {seed} ({}): {}\n  reproduce: testnet sim --validators {} --byzantine {} --seed {seed} --trace (plus the same configuration flags)",
-                v.property, s.config, v.detail, cfg.validators, cfg.byzantine
+                "VIOLATION of {} with seed {seed} ({}): {}\n  reproduce: {}",
+                v.property,
+                s.config,
+                v.detail,
+                reproduce_command(&cfg, *seed)
             );
         }
     }

@@ -313,3 +313,58 @@ impl Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::types::{Hash, PartSetHeader, Signature, Time};
+
+    fn vote(block: u8) -> Vote {
+        Vote {
+            vote_type: VoteType::Prevote,
+            height: 1,
+            round: 0,
+            block_id: Some(BlockId {
+                hash: Hash([block; 32]),
+                part_set_header: PartSetHeader::default(),
+            }),
+            timestamp: Time::default(),
+            validator_address: Address([7; 20]),
+            validator_index: 3,
+            signature: Signature::default(),
+            extension: Vec::new(),
+            extension_signature: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn conflicting_votes_without_equivocation_violate_evidence() {
+        let mut rec = Recorder::new(vec![true, true], false);
+        rec.vote_accepted(0, &vote(1));
+        rec.vote_accepted(0, &vote(1));
+        rec.vote_accepted(0, &vote(2));
+        rec.vote_accepted(1, &vote(1));
+        rec.vote_accepted(1, &vote(2));
+        rec.equivocation(1, &vote(1), &vote(2));
+        rec.check_evidence(10);
+        assert_eq!(rec.violations.len(), 1, "{:?}", rec.violations);
+        assert_eq!(rec.violations[0].property, Property::Evidence);
+        assert!(rec.violations[0].detail.starts_with("n0 "));
+    }
+
+    #[test]
+    fn different_decisions_violate_agreement_and_unaccepted_ones_validity() {
+        let mut rec = Recorder::new(vec![true, true, false], false);
+        let a = vote(1).block_id.unwrap_or_default();
+        let b = vote(2).block_id.unwrap_or_default();
+        rec.app_accepted(0, a);
+        rec.decide(5, 0, 1, 0, a, false);
+        assert!(rec.violations.is_empty());
+        rec.decide(6, 1, 1, 0, b, false);
+        let props: Vec<_> = rec.violations.iter().map(|v| v.property).collect();
+        assert_eq!(props, [Property::Agreement, Property::Validity]);
+        // Byzantine decisions are not recorded.
+        rec.decide(7, 2, 1, 0, b, false);
+        assert_eq!(rec.violations.len(), 2);
+    }
+}

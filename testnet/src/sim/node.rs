@@ -741,3 +741,25 @@ impl Node {
         self.decided.get(&height).map(|(_, c)| c.block_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_guard_refuses_double_signs_and_re_signs_the_same_message() {
+        let key = PrivateKey::from_seed([9; 32]);
+        let mut guard = SignGuard::default();
+        let bytes = |tag: u8| move |ts: Time| vec![tag, ts.secs as u8];
+        let t1 = Time { secs: 1, nanos: 0 };
+        let t2 = Time { secs: 2, nanos: 0 };
+        let (sig, ts) = guard.sign(&key, (1, 0, 2), t1, bytes(1)).expect("first");
+        // The same message later: the stored signature and timestamp.
+        assert_eq!(guard.sign(&key, (1, 0, 2), t2, bytes(1)), Some((sig, ts)));
+        // A different message at the same step: refused.
+        assert_eq!(guard.sign(&key, (1, 0, 2), t2, bytes(2)), None);
+        // Going back: refused; going forward: signed.
+        assert!(guard.sign(&key, (1, 1, 3), t2, bytes(3)).is_some());
+        assert_eq!(guard.sign(&key, (1, 1, 2), t2, bytes(4)), None);
+    }
+}
