@@ -17,6 +17,24 @@
 //! - `runner`: set-up and the event loop ([`run`]);
 //! - [`report`]: run reports and per-configuration summaries ([`run_seeds`]);
 //! - [`scenarios`]: the configurations CI runs.
+//!
+//! Running it:
+//!
+//! ```text
+//! testnet sim --validators 7 --byzantine 2 --seeds 200 --partition --crashes 2
+//! testnet sim --matrix                      # CI's scenario matrix
+//! testnet sim ... --seed 17 --trace         # reproduce one seed with its trace
+//! ```
+//!
+//! Each honest node is the core plus a driver that signs through a
+//! double-sign guard, logs every input to a WAL before handling it, answers
+//! the application requests (PrepareProposal builds a small block;
+//! ProcessProposal rejects blocks carrying [`INVALID_TX`]), starts the next
+//! height `timeouts.commit` after a decision, and gossips what lagging peers
+//! miss (the decided block with its precommits, or the messages of the
+//! peer's round). A crashed node restarts with a fresh core and replays its
+//! WAL. Byzantine nodes run a core for bookkeeping and distort what they
+//! send (see [`Strategy`]).
 
 mod byzantine;
 pub mod checks;
