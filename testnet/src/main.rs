@@ -1,1 +1,230 @@
-fn main() {}
+//! The `testnet` command: simulate networks of engine validators (and, later,
+//! generate, start and inspect local testnets).
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use testnet::sim::{self, scenarios, NetworkConfig, Powers, SimConfig, Strategy, Summary};
+
+/// Local networks of engine validators.
+#[derive(Parser, Debug)]
+#[command(name = "testnet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands (`init`, `start` and `status` come later).
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the deterministic Byzantine network simulator over many seeds and
+    /// check agreement, validity, termination and evidence on each.
+    Sim(SimArgs),
+}
+
+/// Arguments of `testnet sim`.
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Number of Byzantine validators (their power must stay below 1/3).
+    #[arg(long, default_value_t = 0)]
+    byzantine: usize,
+    /// Number of seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// First seed of the range.
+    #[arg(long, default_value_t = 0)]
+    start_seed: u64,
+    /// Run only this seed (e.g. to reproduce a failure).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the message trace of the run (with --seed).
+    #[arg(long, requires = "seed")]
+    trace: bool,
+    /// Heights every honest validator must decide.
+    #[arg(long, default_value_t = 4)]
+    heights: u64,
+    /// Voting powers: equal or skewed.
+    #[arg(long, default_value = "equal")]
+    powers: Powers,
+    /// Byzantine strategies, comma-separated, assigned in turn (default: each
+    /// Byzantine validator draws one from the seed). One of: silent,
+    /// equivocating-proposer, double-vote, equivocator, amnesia,
+    /// invalid-block, forged-signatures, wrong-chain, flood, lock-breaker.
+    #[arg(long, value_delimiter = ',')]
+    strategy: Vec<Strategy>,
+    /// Global stabilization time in simulated milliseconds.
+    #[arg(long, default_value_t = 8000)]
+    gst: u64,
+    /// Message loss probability before GST.
+    #[arg(long, default_value_t = 0.15)]
+    loss: f64,
+    /// Largest message delay before GST, in simulated milliseconds.
+    #[arg(long, default_value_t = 2500)]
+    max_delay: u64,
+    /// Add a random partition that heals by GST.
+    #[arg(long)]
+    partition: bool,
+    /// Honest validators that crash and restart before GST.
+    #[arg(long, default_value_t = 0)]
+    crashes: usize,
+    /// Synchronous network (GST at 0, no loss).
+    #[arg(long)]
+    sync: bool,
+    /// Run CI's scenario matrix instead of one configuration.
+    #[arg(long)]
+    matrix: bool,
+    /// Print one JSON object per configuration.
+    #[arg(long)]
+    json: bool,
+    /// Run the honest validators with a deliberately broken core
+    /// (NoLocking, QuorumTwoF, NoSignatureCheck, DecideOnPrevotes).
+    #[cfg(feature = "mutants")]
+    #[arg(long)]
+    mutant: Option<String>,
+}
+
+#[cfg(feature = "mutants")]
+fn parse_mutant(name: &str) -> Result<engine::consensus::mutants::Mutant, String> {
+    use engine::consensus::mutants::Mutant;
+    match name {
+        "NoLocking" => Ok(Mutant::NoLocking),
+        "QuorumTwoF" => Ok(Mutant::QuorumTwoF),
+        "NoSignatureCheck" => Ok(Mutant::NoSignatureCheck),
+        "DecideOnPrevotes" => Ok(Mutant::DecideOnPrevotes),
+        other => Err(format!("unknown mutant {other:?}")),
+    }
+}
+
+impl SimArgs {
+    fn config(&self) -> Result<SimConfig, String> {
+        let network = if self.sync {
+            NetworkConfig::synchronous()
+        } else {
+            NetworkConfig {
+                gst_ms: self.gst,
+                loss: self.loss,
+                pre_gst_max_delay_ms: self.max_delay,
+                partition: self.partition,
+                crashes: self.crashes,
+                ..NetworkConfig::default()
+            }
+        };
+        #[allow(unused_mut)]
+        let mut cfg = SimConfig::new(self.validators, self.byzantine)
+            .powers(self.powers)
+            .strategies(&self.strategy)
+            .heights(self.heights)
+            .network(network);
+        #[cfg(feature = "mutants")]
+        if let Some(m) = &self.mutant {
+            cfg.mutant = Some(parse_mutant(m)?);
+        }
+        Ok(cfg)
+    }
+}
+
+/// The `testnet sim` flags that reproduce `seed` of `cfg` with its trace.
+fn reproduce_command(cfg: &SimConfig, seed: u64) -> String {
+    let mut c = format!(
+        "testnet sim --validators {} --byzantine {} --powers {} --heights {}",
+        cfg.validators, cfg.byzantine, cfg.powers, cfg.heights
+    );
+    if !cfg.strategies.is_empty() {
+        let names: Vec<_> = cfg.strategies.iter().map(|s| s.name()).collect();
+        c.push_str(&format!(" --strategy {}", names.join(",")));
+    }
+    let n = &cfg.network;
+    if *n == NetworkConfig::synchronous() {
+        c.push_str(" --sync");
+    } else {
+        c.push_str(&format!(
+            " --gst {} --loss {} --max-delay {}",
+            n.gst_ms, n.loss, n.pre_gst_max_delay_ms
+        ));
+        if n.partition {
+            c.push_str(" --partition");
+        }
+        if n.crashes > 0 {
+            c.push_str(&format!(" --crashes {}", n.crashes));
+        }
+    }
+    #[cfg(feature = "mutants")]
+    if let Some(m) = cfg.mutant {
+        c.push_str(&format!(" --mutant {m:?}"));
+    }
+    c.push_str(&format!(" --seed {seed} --trace"));
+    c
+}
+
+fn print_summary(s: &Summary, json: bool) {
+    if json {
+        println!("{}", s.to_json());
+    } else {
+        println!("{s}");
+    }
+}
+
+fn run_sim(args: &SimArgs) -> Result<bool, String> {
+    if let Some(seed) = args.seed {
+        let mut cfg = args.config()?;
+        cfg.trace = args.trace;
+        let report = sim::run(&cfg, seed)?;
+        for line in &report.trace {
+            println!("{line}");
+        }
+        let s = sim::run_seeds(
+            &SimConfig {
+                trace: false,
+                ..cfg.clone()
+            },
+            seed..seed + 1,
+            false,
+        )?;
+        print_summary(&s, args.json);
+        for v in &report.violations {
+            eprintln!("VIOLATION seed {seed}: {v}");
+        }
+        return Ok(report.violations.is_empty());
+    }
+    let configs: Vec<(SimConfig, u64)> = if args.matrix {
+        scenarios::ci_matrix()
+            .into_iter()
+            .map(|s| (s.config, s.seeds))
+            .collect()
+    } else {
+        vec![(args.config()?, args.seeds)]
+    };
+    let mut ok = true;
+    for (cfg, seeds) in configs {
+        let s = sim::run_seeds(&cfg, args.start_seed..args.start_seed + seeds, false)?;
+        print_summary(&s, args.json);
+        if let Some((seed, v)) = &s.first_violation {
+            ok = false;
+            eprintln!(
+                "VIOLATION of {} with seed {seed} ({}): {}\n  reproduce: {}",
+                v.property,
+                s.config,
+                v.detail,
+                reproduce_command(&cfg, *seed)
+            );
+        }
+    }
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => match run_sim(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

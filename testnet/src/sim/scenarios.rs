@@ -1,0 +1,258 @@
+//! The configurations CI runs, shared by the tests and the command line.
+
+use super::config::{NetworkConfig, Powers, SimConfig, Strategy};
+
+/// A configuration and how many seeds of it to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Short name for reports.
+    pub name: String,
+    /// The configuration.
+    pub config: SimConfig,
+    /// Seeds 0..seeds are run.
+    pub seeds: u64,
+    /// Whether a termination violation fails the scenario. See
+    /// [`liveness_expected`].
+    pub strict_termination: bool,
+}
+
+fn scenario(name: impl Into<String>, config: SimConfig, seeds: u64) -> Scenario {
+    let strict_termination = liveness_expected(&config);
+    Scenario {
+        name: name.into(),
+        config,
+        seeds,
+        strict_termination,
+    }
+}
+
+/// Whether termination is expected of the current core under `config`.
+///
+/// Known core issue: when a validator sends conflicting votes, the core
+/// keeps the first one it receives and never counts the other (it only
+/// reports the equivocation). Honest validators that received the "other"
+/// vote first may then never see the quorum the rest decided with; once the
+/// rest move to the next height they are stuck forever, and with them every
+/// later height that needs their power. Byzantine strategies that send
+/// conflicting votes (double votes, equivocators, votes for other heights,
+/// floods of future votes, or a random mix) therefore break termination, not
+/// safety. Until the core counts conflicting votes towards the quorum of
+/// the value they vote for (as the algorithm counts messages, and as
+/// CometBFT does through VoteSetMaj23), such runs check safety and evidence
+/// only.
+pub fn liveness_expected(config: &SimConfig) -> bool {
+    if config.byzantine == 0 {
+        return true;
+    }
+    !config.strategies.is_empty()
+        && config.strategies.iter().all(|s| {
+            !matches!(
+                s,
+                Strategy::DoubleVote
+                    | Strategy::Equivocator
+                    | Strategy::WrongChain
+                    | Strategy::Flood
+                    | Strategy::LockBreaker
+            )
+        })
+}
+
+/// Pre-GST chaos with a healing partition and `crashes` crash-restarts.
+pub fn chaos(crashes: usize) -> NetworkConfig {
+    NetworkConfig {
+        partition: true,
+        crashes,
+        ..NetworkConfig::default()
+    }
+}
+
+/// The matrix of correctness runs: 4, 7, 10 and 31 validators, equal and
+/// skewed powers, up to f Byzantine validators with every strategy, network
+/// chaos, partitions and crashes. Every run must be free of violations.
+pub fn ci_matrix() -> Vec<Scenario> {
+    use Strategy::*;
+    let sync = NetworkConfig::synchronous;
+    let mut v = vec![
+        scenario(
+            "4 honest, synchronous",
+            SimConfig::new(4, 0).network(sync()),
+            100,
+        ),
+        scenario(
+            "4 honest, chaos, 2 crashes",
+            SimConfig::new(4, 0).network(chaos(2)),
+            150,
+        ),
+    ];
+    for s in Strategy::ALL {
+        v.push(scenario(
+            format!("4 with 1 {s}, chaos, 1 crash"),
+            SimConfig::new(4, 1).strategies(&[s]).network(chaos(1)),
+            60,
+        ));
+    }
+    v.extend([
+        scenario(
+            "4 skewed with 2 mixed, chaos, 1 crash",
+            SimConfig::new(4, 2)
+                .powers(Powers::Skewed)
+                .network(chaos(1)),
+            150,
+        ),
+        scenario(
+            "7 with 2 mixed, chaos, 2 crashes",
+            SimConfig::new(7, 2).network(chaos(2)),
+            250,
+        ),
+        scenario(
+            "7 with 2 silent/amnesia, chaos, 2 crashes",
+            SimConfig::new(7, 2)
+                .strategies(&[Silent, Amnesia])
+                .network(chaos(2)),
+            200,
+        ),
+        scenario(
+            "7 with 2 equivocators, synchronous",
+            SimConfig::new(7, 2)
+                .strategies(&[Equivocator])
+                .network(sync()),
+            50,
+        ),
+        scenario(
+            "7 skewed with 4 mixed, chaos, 1 crash",
+            SimConfig::new(7, 4)
+                .powers(Powers::Skewed)
+                .network(chaos(1)),
+            100,
+        ),
+        scenario(
+            "10 with 3 mixed, chaos, 2 crashes",
+            SimConfig::new(10, 3).heights(3).network(chaos(2)),
+            150,
+        ),
+        scenario(
+            "10 with 3 proposer attacks and forgers, chaos, 2 crashes",
+            SimConfig::new(10, 3)
+                .heights(3)
+                .strategies(&[EquivocatingProposer, InvalidBlock, ForgedSignatures])
+                .network(chaos(2)),
+            120,
+        ),
+        scenario(
+            "10 skewed with 3 mixed, chaos",
+            SimConfig::new(10, 3)
+                .heights(3)
+                .powers(Powers::Skewed)
+                .network(chaos(0)),
+            80,
+        ),
+        scenario(
+            "31 with 10 mixed, chaos, 3 crashes",
+            SimConfig::new(31, 10).heights(3).network(chaos(3)),
+            25,
+        ),
+        scenario(
+            "31 with 10 silent/amnesia/invalid/forgers, chaos, 2 crashes",
+            SimConfig::new(31, 10)
+                .heights(3)
+                .strategies(&[Silent, Amnesia, InvalidBlock, ForgedSignatures])
+                .network(chaos(2)),
+            20,
+        ),
+        scenario(
+            "31 skewed with 6 mixed, chaos, 1 crash",
+            SimConfig::new(31, 6)
+                .heights(3)
+                .powers(Powers::Skewed)
+                .network(chaos(1)),
+            25,
+        ),
+    ]);
+    v
+}
+
+/// The configurations that expose each deliberately broken core, by the
+/// mutant's name (`NoLocking`, `QuorumTwoF`, `NoSignatureCheck`,
+/// `DecideOnPrevotes`). With a correct core they must produce no violation.
+pub fn attack_scenarios(mutant: &str) -> Vec<Scenario> {
+    match mutant {
+        "NoSignatureCheck" => vec![
+            scenario(
+                "4 with 1 forger, synchronous",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::ForgedSignatures])
+                    .network(NetworkConfig::synchronous()),
+                20,
+            ),
+            scenario(
+                "7 with 2 forgers, chaos",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::ForgedSignatures])
+                    .network(chaos(0)),
+                20,
+            ),
+        ],
+        "QuorumTwoF" => vec![
+            scenario(
+                "4 with 1 equivocator, synchronous",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::Equivocator])
+                    .network(NetworkConfig::synchronous()),
+                100,
+            ),
+            scenario(
+                "7 with 2 lock breakers, synchronous",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
+                100,
+            ),
+        ],
+        "DecideOnPrevotes" => vec![
+            scenario(
+                "4 with 1 lock breaker, chaos",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(chaos(0)),
+                200,
+            ),
+            scenario(
+                "7 with 2 lock breakers, synchronous",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
+                200,
+            ),
+            scenario(
+                "4 with 1 equivocator, chaos",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::Equivocator])
+                    .network(chaos(0)),
+                200,
+            ),
+        ],
+        _ => vec![
+            scenario(
+                "4 with 1 lock breaker, synchronous",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
+                200,
+            ),
+            scenario(
+                "7 with 2 lock breakers, synchronous",
+                SimConfig::new(7, 2)
+                    .strategies(&[Strategy::LockBreaker])
+                    .network(NetworkConfig::synchronous()),
+                200,
+            ),
+            scenario(
+                "4 with 1 equivocator, chaos",
+                SimConfig::new(4, 1)
+                    .strategies(&[Strategy::Equivocator])
+                    .network(chaos(0)),
+                200,
+            ),
+        ],
+    }
+}

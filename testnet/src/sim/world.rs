@@ -1,0 +1,367 @@
+//! The shared state of a run: validator sets, block ids, the event queue and
+//! the network model.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use engine::consensus::TimeoutStep;
+use engine::types::{
+    txs_hash, Address, Block, BlockId, Hash, Header, Height, PartSetHeader, Round, Time,
+    ValidatorSet, Version,
+};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::checks::Recorder;
+use super::config::NetworkConfig;
+use super::message::Msg;
+use super::verifier::MemoVerifier;
+
+/// The transaction a Byzantine proposer slips in; the simulated application
+/// rejects any block carrying it (ProcessProposal REJECT).
+pub const INVALID_TX: &[u8] = b"invalid";
+
+/// Something that happens at a simulated time.
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Box<Msg>,
+    },
+    Timeout {
+        node: usize,
+        epoch: u64,
+        height: Height,
+        round: Round,
+        step: TimeoutStep,
+    },
+    StartHeight {
+        node: usize,
+        epoch: u64,
+        height: Height,
+    },
+    Gossip,
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+    Gst,
+}
+
+/// A partition in force during [start, end): nodes on different sides do not
+/// hear each other.
+#[derive(Clone, Debug)]
+pub(crate) struct Partition {
+    pub start: u64,
+    pub end: u64,
+    pub side: Vec<bool>,
+}
+
+/// The event queue and the network model.
+pub(crate) struct Net {
+    pub now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    pub rng: ChaCha8Rng,
+    pub cfg: NetworkConfig,
+    pub partition: Option<Partition>,
+    /// Messages put on the wire so far (including lost ones).
+    pub transmissions: u64,
+}
+
+impl Net {
+    pub fn new(rng: ChaCha8Rng, cfg: NetworkConfig) -> Self {
+        Net {
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            rng,
+            cfg,
+            partition: None,
+            transmissions: 0,
+        }
+    }
+
+    pub fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), event);
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn pop(&mut self) -> Option<(u64, Event)> {
+        let ((t, _), e) = self.queue.pop_first()?;
+        self.now = t;
+        Some((t, e))
+    }
+
+    pub fn after_gst(&self) -> bool {
+        self.now >= self.cfg.gst_ms
+    }
+
+    /// Puts `msg` on the link from -> to: partitions cut it, before GST it may
+    /// be lost, duplicated and delayed arbitrarily (up to the pre-GST bound,
+    /// and never past GST + delta); after GST it arrives within delta.
+    /// Returns a description for the trace.
+    pub fn transmit(&mut self, from: usize, to: usize, msg: Msg) -> String {
+        let now = self.now;
+        self.transmissions += 1;
+        if let Some(p) = &self.partition {
+            if now >= p.start && now < p.end && p.side[from] != p.side[to] {
+                return "cut by partition".to_string();
+            }
+        }
+        let gst = self.cfg.gst_ms;
+        let delta = self.cfg.delta_ms.max(1);
+        if now < gst {
+            if self.rng.gen_bool(self.cfg.loss) {
+                return "lost".to_string();
+            }
+            let copies = if self.rng.gen_bool(self.cfg.duplicate) {
+                2
+            } else {
+                1
+            };
+            let mut delays = Vec::new();
+            for _ in 0..copies {
+                let d = self.rng.gen_range(1..=self.cfg.pre_gst_max_delay_ms.max(1));
+                let at = (now + d).min(gst + delta);
+                delays.push(at - now);
+                self.schedule(
+                    at,
+                    Event::Deliver {
+                        from,
+                        to,
+                        msg: Box::new(msg.clone()),
+                    },
+                );
+            }
+            format!("delay {delays:?}")
+        } else {
+            let d = self.rng.gen_range(1..=delta);
+            self.schedule(
+                now + d,
+                Event::Deliver {
+                    from,
+                    to,
+                    msg: Box::new(msg),
+                },
+            );
+            format!("delay [{d}]")
+        }
+    }
+}
+
+/// Facts every node shares: the chain, keys, validator sets, block ids and
+/// the Byzantine coalition's plan.
+pub(crate) struct World {
+    pub chain_id: String,
+    pub n: usize,
+    pub addresses: Vec<Address>,
+    pub byzantine: Vec<bool>,
+    /// The coalition's split of the network: Byzantine nodes send one version
+    /// of a message to `side_a` nodes and another to the rest.
+    pub side_a: Vec<bool>,
+    /// A subset of side A: the lock breaker's precommits for its value go
+    /// only there.
+    pub decide_side: Vec<bool>,
+    valsets: Vec<ValidatorSet>,
+    valset_hashes: Vec<Hash>,
+    block_ids: HashMap<usize, (Arc<Block>, BlockId)>,
+    /// Blocks of the coalition's equivocating proposals, by (height, round).
+    pub byz_blocks: BTreeMap<(Height, Round), (BlockId, BlockId)>,
+    /// Lock-breaker attack rounds whose prevotes for v go to the decide side
+    /// only (the rest go to all of side A).
+    pub narrow_prevotes: BTreeSet<(Height, Round)>,
+    pub verifier: Arc<MemoVerifier>,
+    pub timeouts: engine::consensus::Timeouts,
+}
+
+impl World {
+    pub fn new(
+        chain_id: String,
+        addresses: Vec<Address>,
+        genesis: ValidatorSet,
+        byzantine: Vec<bool>,
+        side_a: Vec<bool>,
+        decide_side: Vec<bool>,
+        timeouts: engine::consensus::Timeouts,
+    ) -> Self {
+        let n = addresses.len();
+        let hash = genesis.hash();
+        World {
+            chain_id,
+            n,
+            addresses,
+            byzantine,
+            side_a,
+            decide_side,
+            // index 0 is a placeholder so that heights index directly
+            valsets: vec![genesis.clone(), genesis],
+            valset_hashes: vec![hash, hash],
+            block_ids: HashMap::new(),
+            byz_blocks: BTreeMap::new(),
+            narrow_prevotes: BTreeSet::new(),
+            verifier: Arc::new(MemoVerifier::new()),
+            timeouts,
+        }
+    }
+
+    fn extend_to(&mut self, height: Height) {
+        while self.valsets.len() as u64 <= height {
+            let next = self
+                .valsets
+                .last()
+                .map(|v| v.copy_increment_proposer_priority(1))
+                .unwrap_or_else(|| self.valsets[0].clone());
+            self.valset_hashes.push(next.hash());
+            self.valsets.push(next);
+        }
+    }
+
+    /// The validator set of `height`: genesis, then incremented once per height.
+    pub fn valset(&mut self, height: Height) -> &ValidatorSet {
+        self.extend_to(height);
+        &self.valsets[height as usize]
+    }
+
+    fn valset_hash(&mut self, height: Height) -> Hash {
+        self.extend_to(height);
+        self.valset_hashes[height as usize]
+    }
+
+    /// Node index of an address.
+    pub fn node_of(&self, addr: &Address) -> Option<usize> {
+        self.addresses.iter().position(|a| a == addr)
+    }
+
+    /// "n3" for node 3's address, else the short address.
+    pub fn name(&self, addr: &Address) -> String {
+        match self.node_of(addr) {
+            Some(i) => format!("n{i}"),
+            None => format!("{addr:?}"),
+        }
+    }
+
+    /// The block's id, computed once per block.
+    pub fn block_id(&mut self, block: &Arc<Block>) -> BlockId {
+        let key = Arc::as_ptr(block) as usize;
+        if let Some((_, id)) = self.block_ids.get(&key) {
+            return *id;
+        }
+        let id = block.block_id();
+        self.block_ids.insert(key, (block.clone(), id));
+        id
+    }
+
+    /// The simulated application's ProcessProposal.
+    pub fn app_accepts(&self, block: &Block, height: Height) -> bool {
+        block.header.chain_id == self.chain_id
+            && block.header.height == height
+            && !block.txs.iter().any(|t| t == INVALID_TX)
+    }
+
+    /// Builds a small block with random transactions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_block(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        height: Height,
+        proposer: Address,
+        last_block_id: Option<BlockId>,
+        now_ms: u64,
+        invalid: bool,
+    ) -> Arc<Block> {
+        let count = rng.gen_range(1..=3);
+        let mut txs: Vec<Vec<u8>> = (0..count)
+            .map(|_| {
+                let len = rng.gen_range(4..=8);
+                (0..len).map(|_| rng.gen_range(b'a'..=b'z')).collect()
+            })
+            .collect();
+        if invalid {
+            txs.push(INVALID_TX.to_vec());
+        }
+        let header = Header {
+            version: Version { block: 11, app: 0 },
+            chain_id: self.chain_id.clone(),
+            height,
+            time: time_of(now_ms),
+            last_block_id,
+            last_commit_hash: Hash::default(),
+            data_hash: txs_hash(&txs),
+            validators_hash: self.valset_hash(height),
+            next_validators_hash: self.valset_hash(height + 1),
+            consensus_hash: Hash::default(),
+            app_hash: Vec::new(),
+            last_results_hash: Hash::default(),
+            evidence_hash: Hash::default(),
+            proposer_address: proposer,
+        };
+        Arc::new(Block {
+            header,
+            txs,
+            evidence: Vec::new(),
+            last_commit: None,
+        })
+    }
+
+    /// A block id that names no block.
+    pub fn random_block_id(rng: &mut ChaCha8Rng) -> BlockId {
+        BlockId {
+            hash: Hash(rng.gen()),
+            part_set_header: PartSetHeader {
+                total: 1,
+                hash: Hash(rng.gen()),
+            },
+        }
+    }
+}
+
+/// The simulated wall clock as a protobuf timestamp.
+pub fn time_of(ms: u64) -> Time {
+    Time {
+        secs: 1_700_000_000 + (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as u32,
+    }
+}
+
+/// What a node's handler may touch.
+pub(crate) struct Ctx<'a> {
+    pub net: &'a mut Net,
+    pub world: &'a mut World,
+    pub rec: &'a mut Recorder,
+}
+
+impl Ctx<'_> {
+    /// Sends `msg` from -> to through the network, tracing it.
+    pub fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        if from == to {
+            return;
+        }
+        let summary = if self.rec.tracing() {
+            Some(msg.summary(&|a| self.world.name(a)))
+        } else {
+            None
+        };
+        let fate = self.net.transmit(from, to, msg);
+        if let Some(s) = summary {
+            self.rec
+                .trace_line(self.net.now, format!("n{from} -> n{to} {s} ({fate})"));
+        }
+    }
+
+    /// Sends `msg` to every other node.
+    pub fn broadcast(&mut self, from: usize, msg: &Msg) {
+        for to in 0..self.world.n {
+            if to != from {
+                self.send(from, to, msg.clone());
+            }
+        }
+    }
+}
