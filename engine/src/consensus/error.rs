@@ -50,6 +50,9 @@ pub enum InputError {
         /// Our round.
         current: Round,
     },
+    /// A certificate is not a quorum of valid votes for one value.
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(&'static str),
     /// A buffer for future messages is full.
     #[error("future-message buffer full")]
     BufferFull,

@@ -31,6 +31,14 @@ pub enum Input {
     },
     /// A signed prevote or precommit, from a peer or our own signed vote fed back.
     Vote(Vote),
+    /// Signed votes of one height, round and type for one value, from
+    /// validators holding more than 2/3 of the power: proof that the value
+    /// has a quorum there. Unlike single votes, these count for their value
+    /// even when a validator among them sent us a different vote first. This
+    /// is how a node learns a quorum that includes an equivocator's "other"
+    /// vote (the gossip layer sends it to peers that lag behind: a decided
+    /// block's commit, or the proof-of-lock of a proposal).
+    Certificate(Vec<Vote>),
     /// A timeout scheduled by [`super::Output::ScheduleTimeout`] fired.
     Timeout {
         /// Height it was scheduled for.

@@ -27,7 +27,7 @@ pub use error::InputError;
 pub use input::Input;
 pub use output::Output;
 pub use state::{Consensus, RoundState, Step};
-pub use votes::VoteKeeper;
+pub use votes::{AddOutcome, RoundVotes, Thresholds, VoteKeeper, VoteSet};
 
 use std::time::Duration;
 

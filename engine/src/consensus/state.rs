@@ -30,6 +30,11 @@ const FUTURE_VOTES_UNKNOWN_SIGNERS: usize = 64;
 /// without a decision; the cap keeps a Byzantine coalition from making
 /// proposer selection (linear in the round) unbounded.
 pub const MAX_ROUNDS_AHEAD: Round = 10_000;
+/// Proposals (and the blocks they name) kept for the next height. They are
+/// authenticated against the proposer the current set predicts for that
+/// height, which is exact unless validator updates take effect then; a
+/// proposal that does not verify is left to re-gossip.
+const FUTURE_PROPOSALS: usize = 4;
 /// Proposals are kept for rounds at most this far above the current one.
 const FUTURE_PROPOSAL_ROUNDS: Round = 16;
 
@@ -118,6 +123,9 @@ pub struct Consensus {
 
     /// Votes for height + 1, in arrival order.
     future: Vec<Vote>,
+    /// Proposals for height + 1, and the blocks they name.
+    future_proposals: Vec<Proposal>,
+    future_blocks: Vec<(BlockId, Arc<Block>)>,
 }
 
 impl Consensus {
@@ -141,6 +149,8 @@ impl Consensus {
             validity: BTreeMap::new(),
             votes: VoteKeeper::new(Thresholds::new(1)),
             future: Vec::new(),
+            future_proposals: Vec::new(),
+            future_blocks: Vec::new(),
         }
     }
 
@@ -176,6 +186,7 @@ impl Consensus {
             Input::Proposal(p) => self.on_proposal(p, &mut out)?,
             Input::Block { block_id, block } => self.on_block(block_id, block, &mut out)?,
             Input::Vote(v) => self.on_vote(v, &mut out)?,
+            Input::Certificate(votes) => self.on_certificate(votes, &mut out)?,
             Input::Timeout {
                 height,
                 round,
@@ -230,12 +241,20 @@ impl Consensus {
         self.validity.clear();
         self.votes = VoteKeeper::new(thresholds);
         let buffered = std::mem::take(&mut self.future);
+        let proposals = std::mem::take(&mut self.future_proposals);
+        let blocks = std::mem::take(&mut self.future_blocks);
 
         self.start_round(0, out); // L10-L21 via StartRound(0)
 
         // Votes that arrived early are checked again, now against this
         // height's validator set; rejected ones are dropped silently.
         if follows {
+            for p in proposals {
+                let _ = self.on_proposal(p, out);
+            }
+            for (id, b) in blocks {
+                let _ = self.on_block(id, b, out);
+            }
             for v in buffered {
                 let _ = self.on_vote(v, out);
             }
@@ -244,6 +263,9 @@ impl Consensus {
     }
 
     fn on_proposal(&mut self, p: Proposal, out: &mut Vec<Output>) -> Result<(), InputError> {
+        if self.is_next_height(p.height) {
+            return self.buffer_next_height_proposal(p);
+        }
         self.check_current_height(p.height)?;
         if let Some(pol) = p.pol_round {
             if pol >= p.round {
@@ -288,6 +310,16 @@ impl Consensus {
         block: Arc<Block>,
         out: &mut Vec<Output>,
     ) -> Result<(), InputError> {
+        if self.is_next_height(block.header.height) {
+            let named = self.future_proposals.iter().any(|p| p.block_id == block_id);
+            if !named {
+                return Err(InputError::UnexpectedBlock);
+            }
+            if !self.future_blocks.iter().any(|(id, _)| *id == block_id) {
+                self.future_blocks.push((block_id, block));
+            }
+            return Ok(());
+        }
         self.check_current_height(block.header.height)?;
         if block.header.chain_id != self.config.chain_id {
             return Err(InputError::UnexpectedBlock);
@@ -368,6 +400,85 @@ impl Consensus {
                 self.apply_rules(out);
             }
         }
+        Ok(())
+    }
+
+    fn on_certificate(
+        &mut self,
+        votes: Vec<Vote>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), InputError> {
+        let Some(first) = votes.first() else {
+            return Err(InputError::InvalidCertificate("no votes"));
+        };
+        let (height, round, vote_type, value) =
+            (first.height, first.round, first.vote_type, first.block_id);
+        self.check_current_height(height)?;
+        if round > self.round.saturating_add(MAX_ROUNDS_AHEAD) {
+            return Err(InputError::RoundTooFarAhead {
+                got: round,
+                current: self.round,
+            });
+        }
+        if votes.iter().any(|v| {
+            (v.height, v.round, v.vote_type, v.block_id) != (height, round, vote_type, value)
+        }) {
+            return Err(InputError::InvalidCertificate("votes of different kinds"));
+        }
+        let Some(validators) = self.validators.as_ref() else {
+            return Err(InputError::NotStarted);
+        };
+        let mut signers = std::collections::BTreeSet::new();
+        let mut checked = Vec::with_capacity(votes.len());
+        let mut power: i64 = 0;
+        for v in votes {
+            let (index, validator) = validators
+                .get_by_address(&v.validator_address)
+                .ok_or(InputError::UnknownValidator(v.validator_address))?;
+            if index != v.validator_index {
+                return Err(InputError::WrongValidatorIndex {
+                    index: v.validator_index,
+                    address: v.validator_address,
+                });
+            }
+            if !signers.insert(index) {
+                return Err(InputError::InvalidCertificate("a validator signs twice"));
+            }
+            // A vote already counted exactly as it is needs no second check.
+            let counted = self
+                .votes
+                .round(round)
+                .and_then(|rv| rv.of(vote_type).get(index))
+                .is_some_and(|c| *c == v);
+            if !counted
+                && !self.signature_ok(
+                    &validator.pub_key,
+                    &v.sign_bytes(&self.config.chain_id),
+                    &v.signature,
+                )
+            {
+                return Err(InputError::InvalidSignature(v.validator_address));
+            }
+            power = power.saturating_add(validator.voting_power);
+            checked.push((v, validator.voting_power));
+        }
+        if !self.votes.thresholds().is_quorum(power) {
+            return Err(InputError::InvalidCertificate(
+                "not more than 2/3 of the power",
+            ));
+        }
+        // Each vote also counts on its own (and exposes equivocation).
+        for (v, p) in &checked {
+            if let AddOutcome::Conflict(first) = self.votes.add(v.clone(), *p) {
+                out.push(Output::Equivocation {
+                    first,
+                    second: Box::new(v.clone()),
+                });
+            }
+        }
+        self.votes.certify(round, vote_type, checked);
+        self.request_validations(out);
+        self.apply_rules(out);
         Ok(())
     }
 
@@ -770,6 +881,41 @@ impl Consensus {
         Ok(())
     }
 
+    fn is_next_height(&self, h: Height) -> bool {
+        self.step != Step::Unstarted && Some(h) == self.height.checked_add(1)
+    }
+
+    /// Keeps a proposal for the next height if it is signed by the proposer
+    /// the current validator set predicts for its round there.
+    fn buffer_next_height_proposal(&mut self, p: Proposal) -> Result<(), InputError> {
+        if self.future_proposals.contains(&p) {
+            return Ok(());
+        }
+        if self.future_proposals.len() >= FUTURE_PROPOSALS {
+            return Err(InputError::BufferFull);
+        }
+        if p.round > FUTURE_PROPOSAL_ROUNDS {
+            return Err(InputError::RoundTooFarAhead {
+                got: p.round,
+                current: 0,
+            });
+        }
+        let Some(vs) = self.validators.as_ref() else {
+            return Err(InputError::NotStarted);
+        };
+        let mut next = vs.copy_increment_proposer_priority(1);
+        if p.round > 0 {
+            next.increment_proposer_priority(p.round);
+        }
+        let proposer = next.proposer();
+        let (address, key) = (proposer.address, proposer.pub_key);
+        if !self.signature_ok(&key, &p.sign_bytes(&self.config.chain_id), &p.signature) {
+            return Err(InputError::InvalidSignature(address));
+        }
+        self.future_proposals.push(p);
+        Ok(())
+    }
+
     /// Returns `Ok(false)` for a vote of the current height, to process now;
     /// `Ok(true)` when a vote for the next height was kept for later.
     fn buffer_next_height_vote(&mut self, v: &Vote) -> Result<bool, InputError> {
@@ -882,9 +1028,13 @@ impl Consensus {
     /// validator in set order; precommits for other blocks count as absent.
     fn make_commit(&self, round: Round, id: BlockId) -> Commit {
         let n = self.validators().map_or(0, |vs| vs.len());
-        let precommits = self.votes.round(round).map(|rv| rv.precommits.votes());
+        let precommits = self.votes.round(round).map(|rv| &rv.precommits);
         let signatures = (0..n as u32)
-            .map(|i| match precommits.and_then(|p| p.get(&i)) {
+            .map(|i| {
+                let for_block = precommits.and_then(|p| p.vote_for(i, &Some(id)));
+                for_block.or_else(|| precommits.and_then(|p| p.get(i)))
+            })
+            .map(|vote| match vote {
                 Some(v) if v.block_id == Some(id) => CommitSig::Commit {
                     validator_address: v.validator_address,
                     timestamp: v.timestamp,

@@ -1236,3 +1236,141 @@ fn address_is_from_the_key() {
         k.public_key().address()
     );
 }
+
+#[test]
+fn a_certificate_counts_an_equivocators_other_vote() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let mut c = net.node(me);
+    let (id, block) = net.block(1, net.proposer(0));
+    let (a, b, liar) = ((me + 1) % 4, (me + 2) % 4, (me + 3) % 4);
+    // The liar told us nil; it told the others `id`, and they decided.
+    feed(
+        &mut c,
+        [Input::Vote(net.vote(liar, VoteType::Precommit, 0, None))],
+    );
+    let cert: Vec<Vote> = [a, b, liar]
+        .iter()
+        .map(|i| net.vote(*i, VoteType::Precommit, 0, Some(id)))
+        .collect();
+    let out = feed(&mut c, [Input::Certificate(cert)]);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Equivocation { .. })),
+        "the certificate exposes the liar"
+    );
+    let out = feed(
+        &mut c,
+        [Input::Block {
+            block_id: id,
+            block,
+        }],
+    );
+    let commit = out.iter().find_map(|o| match o {
+        Output::Decide { commit, .. } => Some(commit.clone()),
+        _ => None,
+    });
+    let commit = commit.expect("decides through the certificate");
+    let signed = commit
+        .signatures
+        .iter()
+        .filter(|s| matches!(s, crate::types::CommitSig::Commit { .. }))
+        .count();
+    assert_eq!(
+        signed, 3,
+        "the commit carries the liar's precommit for the block"
+    );
+}
+
+#[test]
+fn a_certificate_proves_a_polka_for_l28() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    if net.proposer(1) == me {
+        return;
+    }
+    let mut c = net.node(me);
+    let (v, block) = net.block(4, net.proposer(0));
+    let liar = (me + 3) % 4;
+    // Round 0: we saw the liar's nil prevote and timed out.
+    feed(
+        &mut c,
+        [
+            Input::Vote(net.vote(liar, VoteType::Prevote, 0, None)),
+            Input::Timeout {
+                height: 1,
+                round: 0,
+                step: TimeoutStep::Propose,
+            },
+        ],
+    );
+    feed(
+        &mut c,
+        (0..3).map(|i| Input::Vote(net.vote((me + i) % 4, VoteType::Precommit, 0, None))),
+    );
+    feed(
+        &mut c,
+        [Input::Timeout {
+            height: 1,
+            round: 0,
+            step: TimeoutStep::Precommit,
+        }],
+    );
+    // Round 1 re-proposes v with POL round 0; the proof comes as a certificate.
+    let out = feed(
+        &mut c,
+        [
+            Input::Proposal(net.proposal(1, Some(0), v)),
+            Input::Block { block_id: v, block },
+            Input::BlockValidated {
+                height: 1,
+                block_id: v,
+                valid: true,
+            },
+        ],
+    );
+    assert!(votes_of(&out).is_empty(), "no POL visible yet");
+    let cert = [(me + 1) % 4, (me + 2) % 4, liar]
+        .iter()
+        .map(|i| net.vote(*i, VoteType::Prevote, 0, Some(v)))
+        .collect();
+    let out = feed(&mut c, [Input::Certificate(cert)]);
+    assert_eq!(votes_of(&out), vec![(VoteType::Prevote, 1, Some(v))], "L28");
+}
+
+#[test]
+fn invalid_certificates_are_rejected_whole() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let mut c = net.node(me);
+    let (id, _) = net.block(1, 0);
+    let (other, _) = net.block(2, 0);
+    let pv = |i: usize, v| net.vote(i % 4, VoteType::Prevote, 0, Some(v));
+    let short = vec![pv(me + 1, id), pv(me + 2, id)];
+    assert_eq!(
+        c.handle(Input::Certificate(short)),
+        Err(InputError::InvalidCertificate(
+            "not more than 2/3 of the power"
+        ))
+    );
+    let mixed = vec![pv(me + 1, id), pv(me + 2, id), pv(me + 3, other)];
+    assert!(matches!(
+        c.handle(Input::Certificate(mixed)),
+        Err(InputError::InvalidCertificate(_))
+    ));
+    let twice = vec![pv(me + 1, id), pv(me + 1, id), pv(me + 2, id)];
+    assert!(matches!(
+        c.handle(Input::Certificate(twice)),
+        Err(InputError::InvalidCertificate(_))
+    ));
+    let mut forged = vec![pv(me + 1, id), pv(me + 2, id), pv(me + 3, id)];
+    forged[2].signature = net.key(me).sign(&forged[2].sign_bytes(CHAIN));
+    assert!(matches!(
+        c.handle(Input::Certificate(forged)),
+        Err(InputError::InvalidSignature(_))
+    ));
+    assert!(matches!(
+        c.handle(Input::Certificate(vec![])),
+        Err(InputError::InvalidCertificate(_))
+    ));
+    assert!(c.votes().round(0).is_none(), "nothing was counted");
+}

@@ -59,12 +59,28 @@ pub struct VoteSet {
     total: i64,
     /// Validators already reported for a conflicting vote in this set.
     equivocators: BTreeSet<u32>,
+    /// A proven quorum: its value, its power, and the votes of it that are
+    /// not counted in `votes` (their signers voted otherwise to us first).
+    certificate: Option<Certificate>,
+}
+
+/// A quorum proven by a certificate.
+#[derive(Clone, Debug)]
+struct Certificate {
+    value: Option<BlockId>,
+    power: i64,
+    uncounted: BTreeMap<u32, Vote>,
 }
 
 impl VoteSet {
-    /// Power of votes for `value`.
+    /// Power of votes for `value`: those counted one by one, or the power of
+    /// a certificate for it, whichever is larger.
     pub fn weight_for(&self, value: &Option<BlockId>) -> i64 {
-        self.by_value.get(value).copied().unwrap_or(0)
+        let counted = self.by_value.get(value).copied().unwrap_or(0);
+        match &self.certificate {
+            Some(c) if c.value == *value => counted.max(c.power),
+            _ => counted,
+        }
     }
 
     /// Power of all votes.
@@ -75,6 +91,9 @@ impl VoteSet {
     /// The value holding a quorum, if any. At most one value can, since
     /// quorums intersect in a validator that counts once.
     pub fn quorum_value(&self, t: &Thresholds) -> Option<Option<BlockId>> {
+        if let Some(c) = &self.certificate {
+            return Some(c.value);
+        }
         self.by_value
             .iter()
             .find(|(_, w)| t.is_quorum(**w))
@@ -89,6 +108,23 @@ impl VoteSet {
     /// The counted vote of validator `index`.
     pub fn get(&self, index: u32) -> Option<&Vote> {
         self.votes.get(&index)
+    }
+
+    /// The vote of validator `index` for `value`, counted or from a certificate.
+    pub fn vote_for(&self, index: u32, value: &Option<BlockId>) -> Option<&Vote> {
+        match self.votes.get(&index) {
+            Some(v) if v.block_id == *value => Some(v),
+            _ => self
+                .certificate
+                .as_ref()
+                .filter(|c| c.value == *value)
+                .and_then(|c| c.uncounted.get(&index)),
+        }
+    }
+
+    /// True when a certificate proved a quorum here.
+    pub fn is_certified(&self) -> bool {
+        self.certificate.is_some()
     }
 
     fn remove(&mut self, index: u32, power: i64) {
@@ -199,6 +235,37 @@ impl VoteKeeper {
         }
     }
 
+    /// Records a certificate: `votes` (already authenticated, one per
+    /// validator, all of this round and type and of one value) whose signers
+    /// hold `power`, a quorum. Only the first certificate of a round and type
+    /// is kept: a second value cannot have a quorum unless more than 1/3 of
+    /// the power equivocated.
+    pub fn certify(&mut self, round: Round, vote_type: VoteType, votes: Vec<(Vote, i64)>) {
+        let Some((first, _)) = votes.first() else {
+            return;
+        };
+        let value = first.block_id;
+        let rv = self.rounds.entry(round).or_default();
+        let set = match vote_type {
+            VoteType::Prevote => &mut rv.prevotes,
+            VoteType::Precommit => &mut rv.precommits,
+        };
+        if set.certificate.is_some() {
+            return;
+        }
+        let power = votes.iter().map(|(_, p)| *p).sum();
+        let uncounted = votes
+            .into_iter()
+            .filter(|(v, _)| set.votes.get(&v.validator_index).map(|c| c.block_id) != Some(value))
+            .map(|(v, _)| (v.validator_index, v))
+            .collect();
+        set.certificate = Some(Certificate {
+            value,
+            power,
+            uncounted,
+        });
+    }
+
     /// Forgets the votes of `validator` (of voting `power`) in `round`. Used
     /// only for rounds above the current one, where no rule has acted on
     /// them unless it moved the round: forgetting can delay, never mislead.
@@ -211,7 +278,7 @@ impl VoteKeeper {
         if rv.senders.remove(&validator) {
             rv.sender_weight -= power;
         }
-        if rv.senders.is_empty() {
+        if rv.senders.is_empty() && !rv.prevotes.is_certified() && !rv.precommits.is_certified() {
             self.rounds.remove(&round);
         }
     }

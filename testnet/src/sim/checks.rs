@@ -257,11 +257,14 @@ impl Recorder {
         let mut missing = Vec::new();
         for (node, slots) in self.accepted_votes.iter().enumerate() {
             for (slot, ids) in slots {
+                // The core reports a validator once per height, round and
+                // type, however many different votes it sends there.
+                let reported = self.evidence[node]
+                    .range((*slot, None, None)..)
+                    .take_while(|(s, _, _)| s == slot)
+                    .next()
+                    .is_some();
                 for id in ids.iter().skip(1) {
-                    let reported = self.evidence[node]
-                        .range((*slot, None, None)..)
-                        .take_while(|(s, _, _)| s == slot)
-                        .any(|(_, a, b)| a == id || b == id);
                     if !reported {
                         missing.push(format!(
                             "n{node} accepted conflicting {:?}s h{} r{} by {:?} ({} vs {}) without an Equivocation output",

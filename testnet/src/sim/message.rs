@@ -18,8 +18,12 @@ pub enum Msg {
     },
     /// A signed prevote or precommit.
     Vote(Vote),
+    /// A quorum of votes for one value in one round and type, fed to the
+    /// core as `Input::Certificate` (proof-of-lock or precommit quorum for a
+    /// peer stuck in that round).
+    Certificate(Vec<Vote>),
     /// Catch-up for a peer at a lower height: the precommits of a decided
-    /// block and the block itself, fed in this order.
+    /// block (fed as one certificate) and the block itself, in this order.
     Catchup {
         /// The precommits.
         votes: Vec<Vote>,
@@ -61,6 +65,17 @@ impl MsgKey {
             round: p.round,
             validator: Address::default(),
             block_id: Some(p.block_id),
+        }
+    }
+
+    pub(crate) fn certificate(votes: &[Vote]) -> Self {
+        let first = votes.first();
+        MsgKey {
+            kind: 4 + first.map_or(0, |v| (v.vote_type == VoteType::Precommit) as u8),
+            height: first.map_or(0, |v| v.height),
+            round: first.map_or(0, |v| v.round),
+            validator: Address::default(),
+            block_id: first.and_then(|v| v.block_id),
         }
     }
 
@@ -122,6 +137,7 @@ impl Msg {
                 block.txs.len()
             ),
             Msg::Vote(v) => vote_summary(v, name),
+            Msg::Certificate(votes) => certificate_summary(votes),
             Msg::Catchup {
                 votes, block_id, ..
             } => format!(
@@ -131,5 +147,20 @@ impl Msg {
                 votes.len()
             ),
         }
+    }
+}
+
+/// A short certificate summary for traces.
+pub fn certificate_summary(votes: &[Vote]) -> String {
+    match votes.first() {
+        Some(v) => format!(
+            "Certificate {:?} h{} r{} {} by {} validators",
+            v.vote_type,
+            v.height,
+            v.round,
+            short_id(&v.block_id),
+            votes.len()
+        ),
+        None => "Certificate (empty)".to_string(),
     }
 }

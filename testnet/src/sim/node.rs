@@ -16,7 +16,7 @@ use engine::types::{
 use super::byzantine;
 use super::checks::Property;
 use super::config::Strategy;
-use super::message::{proposal_summary, short_id, vote_summary, Msg, MsgKey};
+use super::message::{certificate_summary, proposal_summary, short_id, vote_summary, Msg, MsgKey};
 use super::world::{time_of, Ctx, Event, World};
 
 /// CometBFT's signing steps: proposal 1, prevote 2, precommit 3.
@@ -181,14 +181,13 @@ impl Node {
                 }
             }
             Msg::Vote(v) => self.input(ctx, Input::Vote(v)),
+            Msg::Certificate(votes) => self.input(ctx, Input::Certificate(votes)),
             Msg::Catchup {
                 votes,
                 block_id,
                 block,
             } => {
-                for v in votes {
-                    self.input(ctx, Input::Vote(v));
-                }
+                self.input(ctx, Input::Certificate(votes));
                 if ctx.world.block_id(&block) == block_id {
                     self.input(ctx, Input::Block { block_id, block });
                 }
@@ -279,10 +278,26 @@ impl Node {
     fn note_accepted(&mut self, ctx: &mut Ctx, input: &Input, before: &RoundState) {
         match input {
             Input::Vote(v) => {
-                if self.honest() && before.height == v.height {
+                // Votes of far-future rounds may be evicted by the core's
+                // flood bound; only votes of rounds up to the next one are
+                // "observed" for the evidence property.
+                if self.honest()
+                    && before.height == v.height
+                    && v.round <= before.round.saturating_add(1)
+                {
                     ctx.rec.vote_accepted(self.idx, v);
                 }
                 self.remember(v.height, v.round, MsgKey::vote(v), Msg::Vote(v.clone()));
+            }
+            Input::Certificate(votes) => {
+                for v in votes {
+                    if self.honest()
+                        && before.height == v.height
+                        && v.round <= before.round.saturating_add(1)
+                    {
+                        ctx.rec.vote_accepted(self.idx, v);
+                    }
+                }
             }
             Input::Proposal(p) => {
                 self.pending_proposals.insert(p.block_id, p.clone());
@@ -631,6 +646,17 @@ impl Node {
                             out.push((*key, m.clone()));
                         }
                     }
+                    // Quorums we hold in those rounds go as certificates, so
+                    // that an equivocator's vote the peer saw otherwise first
+                    // still counts there.
+                    for r in &rounds {
+                        for votes in self.quorum_certificates(*r) {
+                            let key = MsgKey::certificate(&votes);
+                            if may_send(&(j, key)) {
+                                out.push((key, Msg::Certificate(votes)));
+                            }
+                        }
+                    }
                 }
             }
             sends.extend(out.into_iter().map(|(key, msg)| (j, key, msg)));
@@ -676,6 +702,7 @@ fn input_summary(input: &Input, world: &World) -> String {
         Input::Proposal(p) => proposal_summary(p),
         Input::Block { block_id, .. } => format!("Block {}", short_id(&Some(*block_id))),
         Input::Vote(v) => vote_summary(v, &|a| world.name(a)),
+        Input::Certificate(votes) => certificate_summary(votes),
         Input::Timeout {
             height,
             round,
@@ -736,6 +763,30 @@ fn result_summary(result: &Result<Vec<Output>, InputError>, world: &World) -> St
 }
 
 impl Node {
+    /// The prevote and precommit quorums this node's core holds in `round`
+    /// of its height, each as the votes for the quorum's value.
+    fn quorum_certificates(&self, round: Round) -> Vec<Vec<Vote>> {
+        let core = &self.core;
+        let Some(vals) = core.validators() else {
+            return Vec::new();
+        };
+        let Some(rv) = core.votes().round(round) else {
+            return Vec::new();
+        };
+        let t = core.votes().thresholds();
+        [VoteType::Prevote, VoteType::Precommit]
+            .into_iter()
+            .filter_map(|vt| {
+                let set = rv.of(vt);
+                let value = set.quorum_value(t)?;
+                let votes: Vec<Vote> = (0..vals.len() as u32)
+                    .filter_map(|i| set.vote_for(i, &value).cloned())
+                    .collect();
+                Some(votes)
+            })
+            .collect()
+    }
+
     /// The id of the block this node decided at `height`, if any.
     pub fn last_decided(&self, height: Height) -> Option<BlockId> {
         self.decided.get(&height).map(|(_, c)| c.block_id)

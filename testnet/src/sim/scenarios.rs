@@ -11,50 +11,14 @@ pub struct Scenario {
     pub config: SimConfig,
     /// Seeds 0..seeds are run.
     pub seeds: u64,
-    /// Whether a termination violation fails the scenario. See
-    /// [`liveness_expected`].
-    pub strict_termination: bool,
 }
 
 fn scenario(name: impl Into<String>, config: SimConfig, seeds: u64) -> Scenario {
-    let strict_termination = liveness_expected(&config);
     Scenario {
         name: name.into(),
         config,
         seeds,
-        strict_termination,
     }
-}
-
-/// Whether termination is expected of the current core under `config`.
-///
-/// Known core issue: when a validator sends conflicting votes, the core
-/// keeps the first one it receives and never counts the other (it only
-/// reports the equivocation). Honest validators that received the "other"
-/// vote first may then never see the quorum the rest decided with; once the
-/// rest move to the next height they are stuck forever, and with them every
-/// later height that needs their power. Byzantine strategies that send
-/// conflicting votes (double votes, equivocators, votes for other heights,
-/// floods of future votes, or a random mix) therefore break termination, not
-/// safety. Until the core counts conflicting votes towards the quorum of
-/// the value they vote for (as the algorithm counts messages, and as
-/// CometBFT does through VoteSetMaj23), such runs check safety and evidence
-/// only.
-pub fn liveness_expected(config: &SimConfig) -> bool {
-    if config.byzantine == 0 {
-        return true;
-    }
-    !config.strategies.is_empty()
-        && config.strategies.iter().all(|s| {
-            !matches!(
-                s,
-                Strategy::DoubleVote
-                    | Strategy::Equivocator
-                    | Strategy::WrongChain
-                    | Strategy::Flood
-                    | Strategy::LockBreaker
-            )
-        })
 }
 
 /// Pre-GST chaos with a healing partition and `crashes` crash-restarts.
