@@ -1374,3 +1374,49 @@ fn invalid_certificates_are_rejected_whole() {
     ));
     assert!(c.votes().round(0).is_none(), "nothing was counted");
 }
+
+#[test]
+fn next_height_proposals_are_kept_when_signed_by_the_predicted_proposer() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    // Height 2 runs on the same set, one proposer-priority step later.
+    let next = net.vals.copy_increment_proposer_priority(1);
+    let proposer2 = net.index_of(next.proposer().address);
+    let mut c = net.node((proposer2 + 2) % 4);
+    let mut block = (*net.block(5, proposer2).1).clone();
+    block.header.height = 2;
+    let id = block.block_id();
+    let mut p = Proposal {
+        height: 2,
+        round: 0,
+        pol_round: None,
+        block_id: id,
+        timestamp: Time::default(),
+        signature: Default::default(),
+    };
+    let mut forged = p.clone();
+    forged.signature = net.key((proposer2 + 1) % 4).sign(&forged.sign_bytes(CHAIN));
+    assert!(matches!(
+        c.handle(Input::Proposal(forged)),
+        Err(InputError::InvalidSignature(_))
+    ));
+    p.signature = net.key(proposer2).sign(&p.sign_bytes(CHAIN));
+    assert_eq!(c.handle(Input::Proposal(p)), Ok(vec![]));
+    assert_eq!(
+        c.handle(Input::Block {
+            block_id: id,
+            block: Arc::new(block)
+        }),
+        Ok(vec![])
+    );
+    let out = c
+        .handle(Input::StartHeight {
+            height: 2,
+            validators: next,
+        })
+        .expect("start 2");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::ValidateBlock { height: 2, .. })),
+        "the buffered proposal and block are used at height 2"
+    );
+}
