@@ -4,5 +4,7 @@
 //! `types` holds the chain's data and its byte-exact encodings; `consensus`
 //! is the Tendermint algorithm as a pure state machine.
 
+pub mod config;
 pub mod consensus;
+pub mod genesis;
 pub mod types;

@@ -353,6 +353,7 @@ mod params;
 mod part_set;
 mod proto;
 mod results;
+mod rfc3339;
 mod time;
 mod validator_set;
 
