@@ -282,7 +282,9 @@ impl<A: Application> Server<A> {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
-        tracing::info!(addr = ?self.listener.local_addr().ok(), "ABCI server listening");
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(%addr, "ABCI server listening");
+        }
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
