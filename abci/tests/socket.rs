@@ -122,7 +122,8 @@ async fn whole_flow(addr: &Addr) {
 
     // Writes become visible at Commit.
     let before = client.query(query("a")).await.expect("query");
-    assert_ne!(before.code, 0);
+    assert!(before.value.is_empty());
+    assert_eq!(before.log, "does not exist");
     client.commit().await.expect("commit");
 
     let a = client.query(query("a")).await.expect("query");
@@ -133,7 +134,8 @@ async fn whole_flow(addr: &Addr) {
     let b = client.query(query("b")).await.expect("query");
     assert_eq!(&b.value[..], b"2");
     let missing = client.query(query("zzz")).await.expect("query");
-    assert_eq!(missing.code, kvstore::CODE_TYPE_NOT_FOUND);
+    assert_eq!(missing.code, kvstore::CODE_TYPE_OK);
+    assert_eq!(missing.log, "does not exist");
     assert!(missing.value.is_empty());
 
     let info = client.info(RequestInfo::default()).await.expect("info");

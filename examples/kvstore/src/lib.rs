@@ -32,8 +32,8 @@
 //! # Queries
 //!
 //! * any path but those below: `data` is a key; the value comes back with
-//!   log `exists` and code 0, or log `does not exist` and code
-//!   [`CODE_TYPE_NOT_FOUND`] (CometBFT's kvstore answers code 0 there).
+//!   log `exists`, or no value with log `does not exist`; code 0 either
+//!   way, as CometBFT's kvstore answers (clients test the log or value).
 //! * `/val`: `data` is a raw public key; the value is the validator's
 //!   `ValidatorUpdate`, length-delimited, as CometBFT's kvstore stores it.
 //! * `/misbehavior`: with empty `data`, the number of misbehaviours reported
@@ -65,10 +65,6 @@ use tendermint_proto::v0_38::crypto::{public_key, PublicKey};
 pub const CODE_TYPE_OK: u32 = 0;
 /// CometBFT kvstore's code for a transaction it cannot parse.
 pub const CODE_TYPE_INVALID_TX_FORMAT: u32 = 2;
-/// The code of a query for a key that is not stored (CometBFT's kvstore has
-/// none and answers 0).
-pub const CODE_TYPE_NOT_FOUND: u32 = 6;
-
 /// The prefix of validator-update transactions.
 pub const VALIDATOR_PREFIX: &str = "val=";
 /// The application version reported by Info, as CometBFT's kvstore.
@@ -450,7 +446,7 @@ impl Application for KvStore {
                 let value = state.store.get(&request.data[..]);
                 let (code, log) = match value {
                     Some(_) => (CODE_TYPE_OK, "exists"),
-                    None => (CODE_TYPE_NOT_FOUND, "does not exist"),
+                    None => (CODE_TYPE_OK, "does not exist"),
                 };
                 ResponseQuery {
                     code,

@@ -42,7 +42,8 @@ async fn serves_and_stops_on_sigint() {
         })
         .await
         .expect("query");
-    assert_eq!(missing.code, kvstore::CODE_TYPE_NOT_FOUND);
+    assert_eq!(missing.code, kvstore::CODE_TYPE_OK);
+    assert_eq!(missing.log, "does not exist");
 
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
