@@ -268,6 +268,11 @@ fn happy_path_prevotes_precommits_and_decides() {
         .filter(|s| matches!(s, crate::types::CommitSig::Commit { .. }))
         .count();
     assert_eq!(signed, 3);
+    assert_eq!(
+        net.vals.verify_commit(CHAIN, &id, 1, &commit),
+        Ok(()),
+        "the decision's commit verifies as CometBFT's VerifyCommit would"
+    );
     assert_eq!(c.round_state().step, Step::Commit);
 }
 

@@ -346,6 +346,7 @@ pub struct ConsensusParams {
 
 mod block;
 mod canonical;
+mod commit_verify;
 mod crypto;
 mod evidence;
 mod merkle;
@@ -358,6 +359,7 @@ mod time;
 mod validator_set;
 
 pub use block::{txs_hash, BLOCK_PROTOCOL, MAX_CHAIN_ID_LEN};
+pub use commit_verify::CommitError;
 pub use crypto::{sha256, PrivateKey};
 pub use evidence::evidence_hash;
 pub use merkle::{merkle_hash_from_byte_slices, merkle_proofs_from_byte_slices, Proof, MAX_AUNTS};
