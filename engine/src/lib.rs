@@ -5,4 +5,5 @@
 //! is the Tendermint algorithm as a pure state machine.
 
 pub mod consensus;
+pub mod privval;
 pub mod types;
