@@ -7,3 +7,4 @@
 pub mod consensus;
 pub mod privval;
 pub mod types;
+pub mod wal;
