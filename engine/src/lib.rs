@@ -6,5 +6,6 @@
 
 pub mod consensus;
 pub mod privval;
+pub mod store;
 pub mod types;
 pub mod wal;
