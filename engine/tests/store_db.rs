@@ -258,6 +258,15 @@ fn state_and_per_height_records_round_trip() {
         Some(resp)
     );
     assert_eq!(store.load_finalize_response(3).expect("load"), None);
+
+    // Pruning state records keeps those at and above the retain height.
+    // Validators 1..=4, params 1 and 3, the response of 2: 1, 2, 3 and params 1 go.
+    assert_eq!(store.prune_states(3).expect("prune"), 4);
+    assert_eq!(store.load_validators(2).expect("vals"), None);
+    assert_eq!(store.load_validators(3).expect("vals"), Some(vals()));
+    assert_eq!(store.load_consensus_params(1).expect("params"), None);
+    assert!(store.load_consensus_params(3).expect("params").is_some());
+    assert_eq!(store.load_finalize_response(2).expect("load"), None);
 }
 
 #[test]

@@ -465,3 +465,17 @@ fn a_valid_frame_with_an_invalid_input_is_reported_on_replay() {
         other => panic!("expected a decoding error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_log_that_crashed_before_its_first_marker_starts_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("wal.0000000000"), [0u8; 5]).expect("write");
+    let (mut w, trunc) = open(dir.path());
+    assert_eq!(trunc.expect("torn").dropped, 5);
+    assert_eq!(w.last_end_height(), Some(0));
+    assert!(w
+        .replay_after(0)
+        .expect("replay")
+        .expect("marker")
+        .is_empty());
+}

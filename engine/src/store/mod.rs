@@ -369,6 +369,32 @@ impl Store {
         Ok(pruned)
     }
 
+    /// Deletes the per-height state records (validator sets, consensus
+    /// params, `FinalizeBlock` responses) below `retain_height`, in one
+    /// transaction, and returns how many records were deleted. The caller
+    /// chooses `retain_height`: evidence verification needs the validator
+    /// sets of heights within the evidence age, and `block_results` needs
+    /// the responses of the heights it serves.
+    pub fn prune_states(&self, retain_height: Height) -> Result<u64, StoreError> {
+        let txn = self.begin_write()?;
+        let mut pruned = 0;
+        for table in [VALIDATORS, CONSENSUS_PARAMS, FINALIZE_RESPONSES] {
+            let mut t = txn.open_table(table).map_err(self.e())?;
+            let keys: Vec<u64> = t
+                .range(..retain_height)
+                .map_err(self.e())?
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .map_err(self.e())?;
+            for k in keys {
+                t.remove(k).map_err(self.e())?;
+                pruned += 1;
+            }
+        }
+        self.commit(txn)?;
+        Ok(pruned)
+    }
+
     // ---- state -----------------------------------------------------------
 
     /// Saves `state` together with the per-height records it implies, in

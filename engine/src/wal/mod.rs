@@ -271,8 +271,7 @@ impl Wal {
     ) -> Result<(Wal, Option<Truncation>), WalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut segments = list_segments(dir)?;
-        let fresh = segments.is_empty();
-        if fresh {
+        if segments.is_empty() {
             let path = segment_path(dir, 0);
             File::create(&path).map_err(io_err(&path))?;
             sync_dir(dir)?;
@@ -280,10 +279,14 @@ impl Wal {
         }
         let mut markers = Vec::new();
         let mut truncation = None;
+        // No valid record anywhere (a new log, or one that crashed before
+        // its first marker was durable): start it with EndHeight(0).
+        let mut fresh = true;
         let last = segments.len() - 1;
         let mut len = 0;
         for (i, seg) in segments.iter().enumerate() {
             let s = scan(&seg.path)?;
+            fresh &= s.records.is_empty();
             for (off, r) in &s.records {
                 if let Some(height) = end_height(r) {
                     markers.push(Marker {
