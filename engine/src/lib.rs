@@ -7,4 +7,7 @@
 pub mod config;
 pub mod consensus;
 pub mod genesis;
+pub mod privval;
+pub mod store;
 pub mod types;
+pub mod wal;
