@@ -7,6 +7,7 @@
 pub mod config;
 pub mod consensus;
 pub mod genesis;
+pub mod home;
 pub mod privval;
 pub mod store;
 pub mod types;
