@@ -8,6 +8,7 @@ pub mod config;
 pub mod consensus;
 pub mod genesis;
 pub mod home;
+pub mod mempool;
 pub mod privval;
 pub mod store;
 pub mod types;

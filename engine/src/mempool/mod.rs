@@ -1,0 +1,474 @@
+//! The mempool's bookkeeping: transactions the application accepted with
+//! CheckTx, in arrival order, with CometBFT's limits (`size`,
+//! `max_txs_bytes`, `max_tx_bytes`, `cache_size`), a cache of recently seen
+//! transaction hashes so a transaction is checked once, reaping for a
+//! proposal within the block's byte and gas limits, and the update after a
+//! block (committed transactions leave; the rest are returned for recheck).
+//!
+//! This module performs no I/O and never calls the application: the node
+//! calls CheckTx between [`Mempool::precheck`] and [`Mempool::add_checked`],
+//! so a slow application never holds the mempool, and a recheck runs in the
+//! background while consensus proceeds.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::config::MempoolConfig;
+use crate::types::{sha256, Hash, Height};
+
+/// Why a transaction is not in the mempool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    /// Larger than `max_tx_bytes`.
+    #[error("tx too large. Max size is {max}, but got {got}")]
+    TooLarge {
+        /// The limit.
+        max: u64,
+        /// The transaction's size.
+        got: u64,
+    },
+    /// `size` or `max_txs_bytes` reached.
+    #[error("mempool is full: number of txs {txs} (max: {max_txs}), total txs bytes {bytes} (max: {max_bytes})")]
+    Full {
+        /// Transactions held.
+        txs: u64,
+        /// The count limit.
+        max_txs: u64,
+        /// Bytes held.
+        bytes: u64,
+        /// The byte limit.
+        max_bytes: u64,
+    },
+    /// Seen recently (in the mempool or the cache).
+    #[error("tx already exists in cache")]
+    InCache,
+    /// An empty transaction.
+    #[error("tx is empty")]
+    Empty,
+}
+
+/// A transaction held by the mempool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MempoolTx {
+    /// The bytes.
+    pub tx: Arc<Vec<u8>>,
+    /// sha256 of the bytes (CometBFT's tx hash).
+    pub hash: Hash,
+    /// Gas the application asked for in CheckTx.
+    pub gas_wanted: i64,
+    /// Height at which it was accepted.
+    pub height: Height,
+}
+
+/// A fixed-size set of recent hashes; the oldest leaves first. Removal is
+/// O(1): the queue may hold stale entries (a generation that no longer
+/// matches), skipped on eviction and compacted when they pile up.
+#[derive(Debug, Default)]
+struct Cache {
+    cap: usize,
+    live: HashMap<Hash, u64>,
+    order: VecDeque<(Hash, u64)>,
+    generation: u64,
+}
+
+impl Cache {
+    fn new(cap: usize) -> Self {
+        Cache {
+            cap,
+            ..Cache::default()
+        }
+    }
+
+    /// Inserts; false when already present.
+    fn push(&mut self, h: Hash) -> bool {
+        if self.cap == 0 {
+            return true;
+        }
+        if self.live.contains_key(&h) {
+            return false;
+        }
+        self.generation += 1;
+        self.live.insert(h, self.generation);
+        self.order.push_back((h, self.generation));
+        while self.live.len() > self.cap {
+            match self.order.pop_front() {
+                Some((old, g)) if self.live.get(&old) == Some(&g) => {
+                    self.live.remove(&old);
+                }
+                Some(_) => {} // stale entry of a removed hash
+                None => break,
+            }
+        }
+        if self.order.len() > 2 * self.cap + 16 {
+            let live = &self.live;
+            self.order.retain(|(h, g)| live.get(h) == Some(g));
+        }
+        true
+    }
+
+    fn remove(&mut self, h: &Hash) {
+        self.live.remove(h);
+    }
+}
+
+/// Protobuf size of `Data { txs: [tx] }`: what one transaction adds to a
+/// block (CometBFT's `ComputeProtoSizeForTxs`).
+pub fn proto_size(tx: &[u8]) -> u64 {
+    let len = tx.len() as u64;
+    let varint = (64 - len.max(1).leading_zeros() as u64).div_ceil(7);
+    1 + varint + len
+}
+
+/// The mempool.
+#[derive(Debug)]
+pub struct Mempool {
+    config: MempoolConfig,
+    /// Arrival sequence -> transaction (FIFO order).
+    txs: BTreeMap<u64, MempoolTx>,
+    by_hash: HashMap<Hash, u64>,
+    next_seq: u64,
+    bytes: u64,
+    cache: Cache,
+    height: Height,
+}
+
+impl Mempool {
+    /// An empty mempool with the given limits, at `height` (the last
+    /// committed height).
+    pub fn new(config: MempoolConfig, height: Height) -> Self {
+        let cache = Cache::new(config.cache_size as usize);
+        Mempool {
+            config,
+            txs: BTreeMap::new(),
+            by_hash: HashMap::new(),
+            next_seq: 0,
+            bytes: 0,
+            cache,
+            height,
+        }
+    }
+
+    /// Number of transactions.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// Total bytes of the transactions.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The transactions in order (for `unconfirmed_txs` and gossip).
+    pub fn iter(&self) -> impl Iterator<Item = &MempoolTx> {
+        self.txs.values()
+    }
+
+    /// True when `hash` is held.
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    fn full_error(&self) -> MempoolError {
+        MempoolError::Full {
+            txs: self.txs.len() as u64,
+            max_txs: self.config.size,
+            bytes: self.bytes,
+            max_bytes: self.config.max_txs_bytes,
+        }
+    }
+
+    fn has_room_for(&self, size: u64) -> bool {
+        (self.txs.len() as u64) < self.config.size
+            && self.bytes.saturating_add(size) <= self.config.max_txs_bytes
+    }
+
+    /// The checks before CheckTx: size, room, and not seen recently. On
+    /// success the hash enters the cache, so a second copy arriving while
+    /// the first is being checked is refused (as in CometBFT).
+    pub fn precheck(&mut self, tx: &[u8]) -> Result<Hash, MempoolError> {
+        if tx.is_empty() {
+            return Err(MempoolError::Empty);
+        }
+        let size = tx.len() as u64;
+        if size > self.config.max_tx_bytes {
+            return Err(MempoolError::TooLarge {
+                max: self.config.max_tx_bytes,
+                got: size,
+            });
+        }
+        if !self.has_room_for(size) {
+            return Err(self.full_error());
+        }
+        let hash = sha256(tx);
+        if self.contains(&hash) || !self.cache.push(hash) {
+            return Err(MempoolError::InCache);
+        }
+        Ok(hash)
+    }
+
+    /// Records the application's CheckTx verdict for a transaction that
+    /// passed [`Mempool::precheck`]. Accepted (`code == 0`) transactions join
+    /// the end of the queue; rejected ones leave the cache unless
+    /// `keep-invalid-txs-in-cache` is set, so they may be retried.
+    pub fn add_checked(
+        &mut self,
+        tx: Vec<u8>,
+        code: u32,
+        gas_wanted: i64,
+    ) -> Result<bool, MempoolError> {
+        let hash = sha256(&tx);
+        if code != 0 {
+            if !self.config.keep_invalid_txs_in_cache {
+                self.cache.remove(&hash);
+            }
+            return Ok(false);
+        }
+        if self.contains(&hash) {
+            return Ok(false);
+        }
+        let size = tx.len() as u64;
+        // The mempool may have filled while the application was checking.
+        if !self.has_room_for(size) {
+            self.cache.remove(&hash);
+            return Err(self.full_error());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += size;
+        self.by_hash.insert(hash, seq);
+        self.txs.insert(
+            seq,
+            MempoolTx {
+                tx: Arc::new(tx),
+                hash,
+                gas_wanted,
+                height: self.height,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Transactions for a proposal, in order, stopping at the first that
+    /// would exceed `max_bytes` (protobuf size in the block's data) or
+    /// `max_gas`; -1 means no limit (CometBFT's `ReapMaxBytesMaxGas`).
+    pub fn reap(&self, max_bytes: i64, max_gas: i64) -> Vec<Arc<Vec<u8>>> {
+        let mut out = Vec::new();
+        let (mut bytes, mut gas) = (0i64, 0i64);
+        for t in self.txs.values() {
+            let size = i64::try_from(proto_size(&t.tx)).unwrap_or(i64::MAX);
+            if max_bytes > -1 && bytes.saturating_add(size) > max_bytes {
+                break;
+            }
+            let next_gas = gas.saturating_add(t.gas_wanted);
+            if max_gas > -1 && next_gas > max_gas {
+                break;
+            }
+            bytes += size;
+            gas = next_gas;
+            out.push(t.tx.clone());
+        }
+        out
+    }
+
+    /// After block `height`: committed transactions leave the mempool and
+    /// stay in the cache (valid ones; invalid ones leave the cache unless
+    /// configured otherwise), so they are not accepted again. Returns the
+    /// transactions left, to re-run CheckTx on when `recheck` is on.
+    pub fn update(&mut self, height: Height, committed: &[(Vec<u8>, u32)]) -> Vec<MempoolTx> {
+        self.height = height;
+        for (tx, code) in committed {
+            let hash = sha256(tx);
+            if *code == 0 || self.config.keep_invalid_txs_in_cache {
+                self.cache.push(hash);
+            } else {
+                self.cache.remove(&hash);
+            }
+            self.remove(&hash);
+        }
+        if self.config.recheck {
+            self.txs.values().cloned().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Removes a transaction that failed its recheck.
+    pub fn remove_invalid(&mut self, hash: &Hash) {
+        self.remove(hash);
+        if !self.config.keep_invalid_txs_in_cache {
+            self.cache.remove(hash);
+        }
+    }
+
+    fn remove(&mut self, hash: &Hash) {
+        if let Some(seq) = self.by_hash.remove(hash) {
+            if let Some(t) = self.txs.remove(&seq) {
+                self.bytes -= t.tx.len() as u64;
+            }
+        }
+    }
+
+    /// Drops every transaction and the cache (`unsafe_flush_mempool`).
+    pub fn flush(&mut self) {
+        self.txs.clear();
+        self.by_hash.clear();
+        self.bytes = 0;
+        self.cache = Cache::new(self.config.cache_size as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(f: impl FnOnce(&mut MempoolConfig)) -> Mempool {
+        let mut c = MempoolConfig::default();
+        f(&mut c);
+        Mempool::new(c, 0)
+    }
+
+    fn add(m: &mut Mempool, tx: &[u8], gas: i64) -> Result<bool, MempoolError> {
+        m.precheck(tx)?;
+        m.add_checked(tx.to_vec(), 0, gas)
+    }
+
+    #[test]
+    fn proto_size_matches_data_encoding() {
+        use prost::Message;
+        for len in [1usize, 127, 128, 300, 16_384, 70_000] {
+            let tx = vec![7u8; len];
+            let data = tendermint_proto::v0_38::types::Data {
+                txs: vec![tx.clone()],
+            };
+            assert_eq!(proto_size(&tx), data.encoded_len() as u64, "{len}");
+        }
+    }
+
+    #[test]
+    fn limits_and_dedup_give_cometbft_errors() {
+        let mut m = pool(|c| {
+            c.size = 2;
+            c.max_tx_bytes = 10;
+            c.max_txs_bytes = 15;
+        });
+        assert_eq!(
+            m.precheck(&[1; 11]),
+            Err(MempoolError::TooLarge { max: 10, got: 11 })
+        );
+        assert_eq!(m.precheck(&[]), Err(MempoolError::Empty));
+        assert_eq!(add(&mut m, b"a=1", 1), Ok(true));
+        assert_eq!(add(&mut m, b"a=1", 1), Err(MempoolError::InCache));
+        assert_eq!(
+            MempoolError::InCache.to_string(),
+            "tx already exists in cache"
+        );
+        assert_eq!(add(&mut m, b"0123456789", 1), Ok(true));
+        assert!(matches!(
+            add(&mut m, b"b=2", 1),
+            Err(MempoolError::Full { .. })
+        ));
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.bytes(), 13);
+    }
+
+    #[test]
+    fn a_rejected_tx_may_be_retried_unless_invalid_txs_are_kept() {
+        let mut m = pool(|_| {});
+        m.precheck(b"bad").expect("precheck");
+        assert_eq!(m.add_checked(b"bad".to_vec(), 1, 0), Ok(false));
+        assert!(m.precheck(b"bad").is_ok(), "rejected txs leave the cache");
+
+        let mut keep = pool(|c| c.keep_invalid_txs_in_cache = true);
+        keep.precheck(b"bad").expect("precheck");
+        keep.add_checked(b"bad".to_vec(), 1, 0).expect("checked");
+        assert_eq!(keep.precheck(b"bad"), Err(MempoolError::InCache));
+    }
+
+    #[test]
+    fn reaps_in_order_within_bytes_and_gas_and_stops_at_the_first_misfit() {
+        let mut m = pool(|_| {});
+        for (tx, gas) in [(&b"aaaa"[..], 5), (b"bb", 5), (b"cccccccc", 1), (b"d", 1)] {
+            add(&mut m, tx, gas).expect("added");
+        }
+        let all: Vec<Vec<u8>> = m.reap(-1, -1).iter().map(|t| t.to_vec()).collect();
+        assert_eq!(
+            all,
+            vec![
+                b"aaaa".to_vec(),
+                b"bb".to_vec(),
+                b"cccccccc".to_vec(),
+                b"d".to_vec()
+            ]
+        );
+        // aaaa = 6 bytes, bb = 4: 10 fits, cccccccc (10) does not; d is not skipped to.
+        assert_eq!(m.reap(12, -1).len(), 2);
+        assert_eq!(m.reap(-1, 10).len(), 2);
+        assert_eq!(m.reap(-1, 9).len(), 1);
+        assert_eq!(m.reap(5, -1).len(), 0);
+    }
+
+    #[test]
+    fn update_removes_committed_txs_keeps_them_cached_and_returns_the_rest() {
+        let mut m = pool(|_| {});
+        for tx in [&b"a"[..], b"b", b"c"] {
+            add(&mut m, tx, 0).expect("added");
+        }
+        let rest = m.update(1, &[(b"a".to_vec(), 0), (b"c".to_vec(), 3)]);
+        assert_eq!(
+            rest.iter().map(|t| t.tx.to_vec()).collect::<Vec<_>>(),
+            vec![b"b".to_vec()]
+        );
+        assert_eq!(
+            m.precheck(b"a"),
+            Err(MempoolError::InCache),
+            "committed stays cached"
+        );
+        assert!(
+            m.precheck(b"c").is_ok(),
+            "an invalid committed tx may come again"
+        );
+        m.remove_invalid(&sha256(b"b"));
+        assert!(m.is_empty());
+        assert_eq!(
+            m.bytes(),
+            0,
+            "c was prechecked, not added: it holds no bytes"
+        );
+    }
+
+    #[test]
+    fn cache_removals_do_not_grow_its_queue_without_bound() {
+        let mut c = Cache::new(4);
+        for i in 0..1000u32 {
+            let h = sha256(&i.to_be_bytes());
+            assert!(c.push(h));
+            c.remove(&h);
+        }
+        assert!(c.order.len() <= 2 * 4 + 16);
+        assert!(c.live.is_empty());
+    }
+
+    #[test]
+    fn the_cache_forgets_the_oldest_beyond_its_size() {
+        let mut m = pool(|c| c.cache_size = 2);
+        for tx in [&b"1"[..], b"2", b"3"] {
+            m.precheck(tx).expect("new");
+            m.add_checked(tx.to_vec(), 1, 0).expect("rejected");
+        }
+        // Rejected txs left the cache; now fill it with accepted ones.
+        for tx in [&b"x"[..], b"y", b"z"] {
+            add(&mut m, tx, 0).expect("added");
+        }
+        m.update(
+            1,
+            &[(b"x".to_vec(), 0), (b"y".to_vec(), 0), (b"z".to_vec(), 0)],
+        );
+        assert!(m.precheck(b"x").is_ok(), "x fell out of a cache of 2");
+        assert_eq!(m.precheck(b"z"), Err(MempoolError::InCache));
+    }
+}
