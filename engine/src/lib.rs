@@ -4,6 +4,7 @@
 //! `types` holds the chain's data and its byte-exact encodings; `consensus`
 //! is the Tendermint algorithm as a pure state machine.
 
+pub mod app_conn;
 pub mod config;
 pub mod consensus;
 pub mod genesis;
