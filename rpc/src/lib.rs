@@ -10,6 +10,16 @@
 //!
 //! This crate never touches the node's state directly: everything goes
 //! through [`Backend`].
+//!
+//! Deliberate differences from CometBFT v0.38, none visible to a client
+//! that works against CometBFT:
+//! - integer params also accept JSON numbers (CometBFT wants strings);
+//! - a JSON-RPC call without `params` uses defaults (CometBFT panics and
+//!   answers 500);
+//! - error responses never carry `Cache-Control` (CometBFT's JSON-RPC
+//!   handler caches a failed cacheable call for a day);
+//! - routes not yet implemented (net_info, tx_search, websocket, ...)
+//!   answer `Method not found` / 404.
 
 pub mod backend;
 pub mod error;
@@ -20,4 +30,4 @@ pub mod server;
 
 pub use backend::{Backend, BoxFuture, RpcResult};
 pub use error::{ErrorCode, ErrorObject, RpcError, ServeError};
-pub use server::{router, serve, RpcConfig};
+pub use server::{router, serve, serve_with_shutdown, RpcConfig};

@@ -55,6 +55,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves RPC on `listener` until `shutdown` resolves; requests in flight
+/// are finished first.
+pub async fn serve_with_shutdown(
+    listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    config: RpcConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router(backend, config))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
 /// The axum router, for embedding in another server.
 pub fn router(backend: Arc<dyn Backend>, config: RpcConfig) -> Router {
     let state = Arc::new(Shared { backend, config });

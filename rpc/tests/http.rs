@@ -441,7 +441,7 @@ async fn batches_and_notifications() {
 
     // Too many requests in a batch.
     let one = r#"{"jsonrpc":"2.0","id":1,"method":"health"}"#;
-    let batch = format!("[{}]", vec![one; 11].join(","));
+    let batch = format!("[{}]", [one; 11].join(","));
     let r = post(&srv, &batch).await;
     assert_eq!(r.status, 200);
     let v = r.json();
@@ -593,4 +593,22 @@ async fn garbage_never_panics() {
     assert_eq!(v["id"], 1);
     // The server still answers.
     assert_eq!(get(&srv, "/health").await.status, 200);
+}
+
+#[tokio::test]
+async fn shuts_down_on_signal() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let backend: Arc<dyn Backend> = Arc::new(FixedBackend::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rpc::serve_with_shutdown(
+        listener,
+        backend,
+        RpcConfig::default(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let _ = tx.send(());
+    let outcome = server.await.expect("server task");
+    assert!(outcome.is_ok());
 }
