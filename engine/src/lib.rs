@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod consensus;
+pub mod execution;
 pub mod genesis;
 pub mod privval;
 pub mod store;
