@@ -140,7 +140,11 @@ pub fn validate_block(state: &State, block: &Block) -> Result<()> {
     check_eq(HeaderField::ChainId, &state.chain_id, &h.chain_id)?;
     let height = next_height(state);
     check_eq(HeaderField::Height, height, h.height)?;
-    check_eq(HeaderField::LastBlockId, state.last_block_id, h.last_block_id)?;
+    check_eq(
+        HeaderField::LastBlockId,
+        state.last_block_id,
+        h.last_block_id,
+    )?;
 
     if state.app_hash != h.app_hash {
         return Err(wrong(
@@ -194,7 +198,11 @@ pub fn validate_block(state: &State, block: &Block) -> Result<()> {
             .map_err(ExecError::LastCommit)?;
     }
 
-    if state.validators.get_by_address(&h.proposer_address).is_none() {
+    if state
+        .validators
+        .get_by_address(&h.proposer_address)
+        .is_none()
+    {
         return Err(ExecError::ProposerNotValidator(h.proposer_address));
     }
 

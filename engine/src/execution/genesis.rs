@@ -43,16 +43,14 @@ pub fn genesis_state(genesis: &GenesisDoc) -> Result<State> {
         .consensus_params
         .validate_basic()
         .map_err(ExecError::InvalidGenesis)?;
-    let (validators, next_validators) = match genesis
-        .validator_set()
-        .map_err(ExecError::InvalidGenesis)?
-    {
-        Some(set) => {
-            let next = set.copy_increment_proposer_priority(1);
-            (set, next)
-        }
-        None => (empty_set(), empty_set()),
-    };
+    let (validators, next_validators) =
+        match genesis.validator_set().map_err(ExecError::InvalidGenesis)? {
+            Some(set) => {
+                let next = set.copy_increment_proposer_priority(1);
+                (set, next)
+            }
+            None => (empty_set(), empty_set()),
+        };
     Ok(State {
         version: Version {
             block: BLOCK_PROTOCOL,
@@ -153,7 +151,9 @@ pub fn apply_init_chain(state: State, response: &ResponseInitChain) -> Result<St
             .consensus_params
             .update(changes)
             .map_err(ExecError::ConsensusParams)?;
-        params.validate_basic().map_err(ExecError::ConsensusParams)?;
+        params
+            .validate_basic()
+            .map_err(ExecError::ConsensusParams)?;
         state.version.app = params.version_app;
         state.consensus_params = params;
     }
@@ -299,7 +299,7 @@ mod tests {
         let new_key = key(9).public_key();
         let mut params = pb::ConsensusParams::from(s.consensus_params.clone());
         params.block = Some(pb::BlockParams {
-            max_bytes: 1_000_000,
+            max_bytes: 2_000_000,
             max_gas: 50,
         });
         params.version = Some(pb::VersionParams { app: 4 });
@@ -320,7 +320,7 @@ mod tests {
             out.validators.copy_increment_proposer_priority(1)
         );
         assert_eq!(out.app_hash, vec![0xAA; 4]);
-        assert_eq!(out.consensus_params.block.max_bytes, 1_000_000);
+        assert_eq!(out.consensus_params.block.max_bytes, 2_000_000);
         assert_eq!(out.consensus_params.block.max_gas, 50);
         assert_eq!(out.version.app, 4);
     }

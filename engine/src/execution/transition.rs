@@ -122,7 +122,9 @@ pub fn next_state(
             .consensus_params
             .update(changes)
             .map_err(ExecError::ConsensusParams)?;
-        params.validate_basic().map_err(ExecError::ConsensusParams)?;
+        params
+            .validate_basic()
+            .map_err(ExecError::ConsensusParams)?;
         state
             .consensus_params
             .validate_update(changes, header.height)
