@@ -244,6 +244,9 @@ fn chain_from_a_later_initial_height() {
     assert!(b.last_commit.is_some());
 }
 
+/// A change to a block.
+type Mutate = dyn Fn(&mut Block);
+
 /// A state at height 3 and the valid block for height 4 on it.
 fn fixture() -> (Chain, Block) {
     let mut chain = Chain::new(&[10, 10, 10, 10]);
@@ -349,7 +352,7 @@ fn each_header_corruption_names_its_field() {
     assert_eq!(validate_block(s, &b), Ok(()));
 
     // Content hashes and contents that disagree: Block.ValidateBasic.
-    let contents: Vec<Box<dyn Fn(&mut Block)>> = vec![
+    let contents: Vec<Box<Mutate>> = vec![
         Box::new(|b| b.header.data_hash = Hash([1; 32])),
         Box::new(|b| b.header.last_commit_hash = Hash([1; 32])),
         Box::new(|b| b.header.evidence_hash = Hash([1; 32])),
@@ -697,15 +700,17 @@ fn consensus_param_updates() {
     let mut chain = Chain::new(&[10, 10]);
     chain.step(vec![]);
     let hash_before = chain.state.consensus_params.hash();
-    let mut params = pb::ConsensusParams::default();
-    params.block = Some(pb::BlockParams {
-        max_bytes: 2_000_000,
-        max_gas: 1000,
-    });
-    params.version = Some(pb::VersionParams { app: 3 });
-    params.abci = Some(pb::AbciParams {
-        vote_extensions_enable_height: 10,
-    });
+    let params = pb::ConsensusParams {
+        block: Some(pb::BlockParams {
+            max_bytes: 2_000_000,
+            max_gas: 1000,
+        }),
+        version: Some(pb::VersionParams { app: 3 }),
+        abci: Some(pb::AbciParams {
+            vote_extensions_enable_height: 10,
+        }),
+        ..Default::default()
+    };
     let b2 = chain.step_with(
         vec![],
         ResponseFinalizeBlock {

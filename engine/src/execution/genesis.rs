@@ -355,11 +355,13 @@ mod tests {
             apply_init_chain(empty.clone(), &no_key),
             Err(ExecError::InvalidValidatorUpdate { index: 0, .. })
         ));
-        let mut bad_params = pb::ConsensusParams::default();
-        bad_params.block = Some(pb::BlockParams {
-            max_bytes: 0,
-            max_gas: -1,
-        });
+        let bad_params = pb::ConsensusParams {
+            block: Some(pb::BlockParams {
+                max_bytes: 0,
+                max_gas: -1,
+            }),
+            ..Default::default()
+        };
         let s = genesis_state(&genesis(&[1])).expect("state");
         assert!(matches!(
             apply_init_chain(
