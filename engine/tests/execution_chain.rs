@@ -176,6 +176,9 @@ impl Chain {
         assert_eq!(next.app_hash, response.app_hash.to_vec());
         assert_eq!(next.validators, self.state.next_validators);
         assert_eq!(next.last_validators.as_ref(), Some(&self.state.validators));
+        // The store can keep the new state as CometBFT's state record.
+        let raw = tendermint_proto::v0_38::state::State::from(next.clone());
+        assert_eq!(State::try_from(raw), Ok(next.clone()));
         self.last_commit = Some(self.sign_commit(
             &self.state.validators,
             block.header.height,
