@@ -7,6 +7,7 @@
 pub mod app_conn;
 pub mod config;
 pub mod consensus;
+pub mod execution;
 pub mod genesis;
 pub mod home;
 pub mod mempool;
