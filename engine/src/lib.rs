@@ -5,6 +5,7 @@
 //! is the Tendermint algorithm as a pure state machine.
 
 pub mod app_conn;
+pub mod block_exec;
 pub mod config;
 pub mod consensus;
 pub mod execution;

@@ -9,9 +9,7 @@ use clap::{Parser, Subcommand};
 use engine::home::{Home, InitOptions};
 use engine::types::Time;
 
-/// The CometBFT version whose protocols we speak (clients pick their
-/// protocol from it).
-const COMETBFT_COMPAT: &str = "0.38.25";
+use engine::config::COMETBFT_VERSION as COMETBFT_COMPAT;
 
 #[derive(Parser)]
 #[command(

@@ -15,6 +15,10 @@ pub use duration::GoDuration;
 
 use crate::consensus::Timeouts;
 
+/// The CometBFT version whose protocols we speak; existing clients choose
+/// their protocol from it.
+pub const COMETBFT_VERSION: &str = "0.38.25";
+
 /// The built-in application: the kvstore example run in-process.
 pub const BUILTIN_KVSTORE: &str = "kvstore";
 
@@ -98,7 +102,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            version: "0.38.25".into(),
+            version: COMETBFT_VERSION.into(),
             proxy_app: "tcp://127.0.0.1:26658".into(),
             moniker: "node".into(),
             db_backend: "goleveldb".into(),
