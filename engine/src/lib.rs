@@ -14,5 +14,7 @@ pub mod home;
 pub mod mempool;
 pub mod privval;
 pub mod store;
-pub mod types;
 pub mod wal;
+
+/// The chain's domain types (the `engine-types` crate, shared with `rpc`).
+pub use engine_types as types;

@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use engine::types::Validator;
-use engine::types::{Address, Block, BlockId, Commit, Hash, Header, Height, PublicKey, Time};
+use engine_types::Validator;
+use engine_types::{Address, Block, BlockId, Commit, Hash, Header, Height, PublicKey, Time};
 
 use crate::error::RpcError;
 

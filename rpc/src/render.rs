@@ -9,7 +9,7 @@
 //! jsonpb with defaults emitted; ResponseInfo uses `omitempty`.
 
 use base64::Engine as _;
-use engine::types::{
+use engine_types::{
     Address, Block, BlockId, Commit, CommitSig, Evidence, Hash, Header, PublicKey, Time, Validator,
     Vote, VoteType,
 };

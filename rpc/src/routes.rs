@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use engine::types::{sha256, Height};
+use engine_types::{sha256, Height};
 use serde_json::{json, Value};
 
 use crate::backend::{AbciQueryRequest, Backend, BoxFuture};

@@ -75,7 +75,7 @@ impl Backend for FixedBackend {
                 },
                 validator_info: ValidatorInfo {
                     address: block.header.proposer_address,
-                    pub_key: engine::types::PublicKey([9; 32]),
+                    pub_key: engine_types::PublicKey([9; 32]),
                     voting_power: 10,
                 },
             })
@@ -110,7 +110,7 @@ impl Backend for FixedBackend {
         self.record(format!("validators {height:?}"));
         Box::pin(async move {
             let validators = (1..=5u8)
-                .map(|i| engine::types::Validator::new(engine::types::PublicKey([i; 32]), 10))
+                .map(|i| engine_types::Validator::new(engine_types::PublicKey([i; 32]), 10))
                 .collect();
             Ok(ValidatorsAt {
                 block_height: height.unwrap_or(11),
@@ -287,7 +287,7 @@ async fn uri_and_post_answer_every_route() {
     assert_eq!(r["result"]["data"], "6F6B");
     assert_eq!(
         r["result"]["hash"],
-        hex::encode_upper(engine::types::sha256(b"abc").0)
+        hex::encode_upper(engine_types::sha256(b"abc").0)
     );
     let r = post(
         &srv,
@@ -301,7 +301,7 @@ async fn uri_and_post_answer_every_route() {
     assert_eq!(r["result"]["tx_result"]["data"], Value::Null);
     assert_eq!(
         r["result"]["hash"],
-        hex::encode_upper(engine::types::sha256(b"abc").0)
+        hex::encode_upper(engine_types::sha256(b"abc").0)
     );
 }
 

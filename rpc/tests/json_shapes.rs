@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use engine::types::{Validator, VoteType};
+use engine_types::{Validator, VoteType};
 use rpc::backend::{
     AbciInfo, AbciQuery, BlockResult, Event, EventAttribute, NodeInfo, ProtocolVersion,
     SignedHeader, Status, SyncInfo, TxCommitted, TxResult, ValidatorInfo,
@@ -189,7 +189,7 @@ fn commit_matches_fixture() {
 
 #[test]
 fn absent_and_nil_commit_sigs_render_as_go_does() {
-    use engine::types::CommitSig;
+    use engine_types::CommitSig;
     let absent = render::commit_sig(&CommitSig::Absent);
     assert_eq!(
         absent.to_string(),
@@ -198,7 +198,7 @@ fn absent_and_nil_commit_sigs_render_as_go_does() {
     let nil = render::commit_sig(&CommitSig::Nil {
         validator_address: addr("2DD9F44FD9067555C322243C3C913BA7B51D2BE0"),
         timestamp: time("2023-05-17T14:12:53.5Z"),
-        signature: engine::types::Signature([7; 64]),
+        signature: engine_types::Signature([7; 64]),
     });
     assert_eq!(nil["block_id_flag"], 3);
     assert_eq!(nil["timestamp"], "2023-05-17T14:12:53.5Z");
@@ -380,7 +380,7 @@ fn broadcast_tx_sync_matches_fixture() {
 
 #[test]
 fn evidence_votes_use_go_names() {
-    use engine::types::{DuplicateVoteEvidence, Evidence, Vote};
+    use engine_types::{DuplicateVoteEvidence, Evidence, Vote};
     let vote = |round| Vote {
         vote_type: VoteType::Prevote,
         height: 3,
@@ -389,7 +389,7 @@ fn evidence_votes_use_go_names() {
         timestamp: time("2023-05-17T14:12:53Z"),
         validator_address: addr("2DD9F44FD9067555C322243C3C913BA7B51D2BE0"),
         validator_index: 0,
-        signature: engine::types::Signature([1; 64]),
+        signature: engine_types::Signature([1; 64]),
         extension: Vec::new(),
         extension_signature: Vec::new(),
     };

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use base64::Engine as _;
-use engine::types::{
+use engine_types::{
     Address, Block, BlockId, Commit, CommitSig, Hash, Header, PartSetHeader, PublicKey, Signature,
     Time, Version,
 };

@@ -146,7 +146,7 @@ impl ValidatorSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Hash, PartSetHeader, PrivateKey, Time, Validator, Vote, VoteType};
+    use crate::{Hash, PartSetHeader, PrivateKey, Time, Validator, Vote, VoteType};
 
     fn setup(powers: &[i64]) -> (Vec<PrivateKey>, ValidatorSet, BlockId) {
         let keys: Vec<PrivateKey> = (0..powers.len())

@@ -191,7 +191,7 @@ impl TryFrom<pb::Evidence> for Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{
+    use crate::{
         Address, BlockId, Hash, PartSetHeader, PrivateKey, Signature, Validator, VoteType,
     };
 

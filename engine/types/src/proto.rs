@@ -269,7 +269,7 @@ impl TryFrom<pb::Proposal> for Proposal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Time;
+    use crate::Time;
 
     fn block_id() -> BlockId {
         BlockId {

@@ -188,7 +188,7 @@ impl PartSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{sha256, Hash};
+    use crate::{sha256, Hash};
 
     fn data(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 31 % 251) as u8).collect()

@@ -30,8 +30,8 @@ pub fn results_hash(results: &[ExecTxResult]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::merkle::{inner_hash, leaf_hash};
-    use crate::types::sha256;
+    use crate::merkle::{inner_hash, leaf_hash};
+    use crate::sha256;
 
     /// CometBFT results_test.go TestABCIResults: the leaves are the encodings
     /// of the stripped results; non-deterministic fields do not matter.

@@ -4,7 +4,8 @@
 //!
 //! Values of these types are valid by construction once they have crossed the
 //! wire boundary (`TryFrom<proto>`); code inside the engine never re-checks
-//! field shapes. This module performs no I/O.
+//! field shapes. This crate performs no I/O; the engine re-exports it as
+//! `engine::types` and the RPC crate renders it as CometBFT JSON.
 
 use std::fmt;
 

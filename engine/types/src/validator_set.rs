@@ -587,7 +587,7 @@ impl TryFrom<pb::ValidatorSet> for ValidatorSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::PrivateKey;
+    use crate::PrivateKey;
 
     /// A validator with an arbitrary address, as CometBFT's tests build them
     /// (`newValidator(address, power)`); the address is zero-padded to 20

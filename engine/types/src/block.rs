@@ -481,7 +481,7 @@ impl TryFrom<pb::Block> for Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{PartSetHeader, Signature};
+    use crate::{PartSetHeader, Signature};
 
     fn sha(s: &str) -> Hash {
         sha256(s.as_bytes())

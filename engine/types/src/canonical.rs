@@ -122,7 +122,7 @@ impl Proposal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{sha256, Address, Hash, PartSetHeader, Time};
+    use crate::{sha256, Address, Hash, PartSetHeader, Time};
 
     fn vote(vote_type: VoteType, height: u64, round: u32) -> Vote {
         Vote {
