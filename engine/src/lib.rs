@@ -12,6 +12,7 @@ pub mod execution;
 pub mod genesis;
 pub mod home;
 pub mod mempool;
+pub mod node;
 pub mod privval;
 pub mod store;
 pub mod wal;

@@ -39,6 +39,27 @@ enum Command {
         #[arg(long)]
         moniker: Option<String>,
     },
+    /// Run the node (a home without config.toml is initialized first).
+    Start {
+        /// The application: "kvstore", "tcp://HOST:PORT" or "unix:///PATH".
+        #[arg(long = "proxy_app")]
+        proxy_app: Option<String>,
+        /// RPC listen address.
+        #[arg(long = "rpc.laddr")]
+        rpc_laddr: Option<String>,
+        /// P2P listen address.
+        #[arg(long = "p2p.laddr")]
+        p2p_laddr: Option<String>,
+        /// Comma-separated ID@host:port peers.
+        #[arg(long = "p2p.persistent_peers")]
+        persistent_peers: Option<String>,
+        /// Node name.
+        #[arg(long)]
+        moniker: Option<String>,
+        /// Produce blocks without transactions.
+        #[arg(long = "consensus.create_empty_blocks")]
+        create_empty_blocks: Option<bool>,
+    },
     /// Print this node's p2p ID.
     #[command(name = "show-node-id")]
     ShowNodeId,
@@ -120,6 +141,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let g = home.genesis()?;
             println!("initialized {} (chain {})", dir.display(), g.chain_id);
+        }
+        Command::Start {
+            proxy_app,
+            rpc_laddr,
+            p2p_laddr,
+            persistent_peers,
+            moniker,
+            create_empty_blocks,
+        } => {
+            if !Home::exists(&dir) {
+                Home::init(&dir, &InitOptions::default(), now())?;
+                tracing::info!(home = %dir.display(), "initialized a new home");
+            }
+            let mut home = Home::load(&dir)?;
+            let c = &mut home.config;
+            if let Some(v) = proxy_app {
+                c.proxy_app = v;
+            }
+            if let Some(v) = rpc_laddr {
+                c.rpc.laddr = v;
+            }
+            if let Some(v) = p2p_laddr {
+                c.p2p.laddr = v;
+            }
+            if let Some(v) = persistent_peers {
+                c.p2p.persistent_peers = v;
+            }
+            if let Some(v) = moniker {
+                c.moniker = v;
+            }
+            if let Some(v) = create_empty_blocks {
+                c.consensus.create_empty_blocks = v;
+            }
+            c.validate(&Home::config_path(&dir))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async move {
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                    tracing::info!("shutting down");
+                };
+                engine::node::run(home, shutdown).await
+            })?;
         }
         Command::ShowNodeId => {
             let home = Home::load(&dir)?;
