@@ -26,6 +26,10 @@ fn free_port() -> u16 {
 }
 
 fn start(home: &Path, port: u16) -> NodeProcess {
+    start_with(home, port, &[])
+}
+
+fn start_with(home: &Path, port: u16, extra: &[&str]) -> NodeProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -35,6 +39,7 @@ fn start(home: &Path, port: u16) -> NodeProcess {
         .args(["start", "--home"])
         .arg(home)
         .args(["--rpc.laddr", &format!("tcp://127.0.0.1:{port}")])
+        .args(extra)
         .env_remove("CMTHOME")
         .stdout(Stdio::null())
         .stderr(log)
@@ -139,4 +144,61 @@ fn a_fresh_home_produces_blocks_commits_txs_and_survives_kill_9() {
     let log = std::fs::read_to_string(home.with_extension("log")).unwrap_or_default();
     assert!(log.contains("ABCI handshake"), "the handshake is logged");
     drop(node);
+}
+
+/// The Python kvstore as a separate process.
+fn python_app(addr: &str) -> NodeProcess {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kvstore-py/kvstore.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args(["--addr", addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs (CI machines have Python 3.11)");
+    // Wait for its "listening" line.
+    if let Some(out) = child.stdout.as_mut() {
+        let mut byte = [0u8; 1];
+        let mut line = Vec::new();
+        while out.read(&mut byte).map(|n| n == 1).unwrap_or(false) && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        assert!(
+            String::from_utf8_lossy(&line).contains("listening"),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+    }
+    NodeProcess(child)
+}
+
+fn run_chain_against(addr: &str) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("node");
+    let _app = python_app(addr);
+    let port = free_port();
+    let _node = start_with(&home, port, &["--proxy_app", addr]);
+    wait_for_height(port, 2, &home);
+    let r = get(port, "/broadcast_tx_commit?tx=%22color=blue%22").expect("answers");
+    assert_eq!(r["result"]["tx_result"]["code"], 0, "{r}");
+    // base64("blue") == "Ymx1ZQ=="
+    assert_eq!(query(port, "color").as_deref(), Some("Ymx1ZQ=="));
+    let info = get(port, "/abci_info").expect("abci_info");
+    assert!(
+        info["result"]["response"]["last_block_height"]
+            .as_str()
+            .is_some(),
+        "{info}"
+    );
+}
+
+#[test]
+fn drives_an_external_app_process_over_tcp() {
+    run_chain_against(&format!("tcp://127.0.0.1:{}", free_port()));
+}
+
+#[test]
+fn drives_an_external_app_process_over_a_unix_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_chain_against(&format!("unix://{}", dir.path().join("app.sock").display()));
 }
