@@ -122,6 +122,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let config = home.config.clone();
+    if !config.consensus.create_empty_blocks
+        || config.consensus.create_empty_blocks_interval.0 > Duration::ZERO
+    {
+        tracing::warn!(
+            "consensus.create_empty_blocks = false and create_empty_blocks_interval are not honoured yet: blocks are produced every timeout_commit, with or without transactions"
+        );
+    }
     let genesis = home.genesis()?;
     let node_id = home.node_key()?.id();
     let store = Arc::new(Store::open(&Store::path_in_home(&home.dir))?);
