@@ -169,6 +169,15 @@ fn roles(net: &Net) -> (usize, usize) {
     ((p0 + 1) % 4, p0)
 }
 
+/// The validator that proposes in none of rounds 0, 1 and 2: scenarios that
+/// watch one validator across rounds need it never to be the proposer.
+fn bystander(net: &Net) -> usize {
+    let busy = [net.proposer(0), net.proposer(1), net.proposer(2)];
+    (0..4)
+        .find(|i| !busy.contains(i))
+        .expect("four validators, three proposers")
+}
+
 /// Delivers the round's proposal and block and the app's acceptance.
 fn deliver_proposal(
     net: &Net,
@@ -489,10 +498,9 @@ fn lock_in_round_zero(net: &Net, c: &mut Consensus, me: usize) -> BlockId {
 #[test]
 fn locked_validator_prevotes_nil_for_a_different_fresh_value() {
     let net = Net::new(&[1, 1, 1, 1]);
-    let (me, _) = roles(&net);
-    if net.proposer(1) == me {
-        return; // the scenario needs someone else to propose in round 1
-    }
+    let me = bystander(&net);
+    // The scenario needs someone else to propose in round 1.
+    assert_ne!(net.proposer(1), me);
     let mut c = net.node(me);
     let locked = lock_in_round_zero(&net, &mut c, me);
     let (other, out) = deliver_proposal(&net, &mut c, 1, None, 2);
@@ -507,10 +515,12 @@ fn locked_validator_prevotes_nil_for_a_different_fresh_value() {
 #[test]
 fn locked_validator_prevotes_its_locked_value_again() {
     let net = Net::new(&[1, 1, 1, 1]);
-    let (me, _) = roles(&net);
-    if net.proposer(1) == me {
-        return;
-    }
+    let me = bystander(&net);
+    assert_ne!(
+        net.proposer(1),
+        me,
+        "the scenario needs another round-1 proposer"
+    );
     let mut c = net.node(me);
     let locked = lock_in_round_zero(&net, &mut c, me);
     // The round-1 proposer re-proposes the locked value with POL round 0.
@@ -535,10 +545,11 @@ fn locked_validator_prevotes_its_locked_value_again() {
 #[test]
 fn a_later_polka_unlocks() {
     let net = Net::new(&[1, 1, 1, 1]);
-    let (me, _) = roles(&net);
-    if net.proposer(2) == me || net.proposer(1) == me {
-        return;
-    }
+    let me = bystander(&net);
+    assert!(
+        net.proposer(1) != me && net.proposer(2) != me,
+        "the scenario needs other proposers"
+    );
     let mut c = net.node(me);
     let locked = lock_in_round_zero(&net, &mut c, me);
     // Round 1: others saw a polka for C that we missed; we timed out.
@@ -609,10 +620,11 @@ fn a_later_polka_unlocks() {
 #[test]
 fn a_stale_pol_does_not_unlock() {
     let net = Net::new(&[1, 1, 1, 1]);
-    let (me, _) = roles(&net);
-    if net.proposer(1) == me || net.proposer(2) == me {
-        return;
-    }
+    let me = bystander(&net);
+    assert!(
+        net.proposer(1) != me && net.proposer(2) != me,
+        "the scenario needs other proposers"
+    );
     let mut c = net.node(me);
     let _locked = lock_in_round_zero(&net, &mut c, me);
     // Byzantine round-1 proposer proposes C claiming a POL from round 0, but
@@ -1289,10 +1301,12 @@ fn a_certificate_counts_an_equivocators_other_vote() {
 #[test]
 fn a_certificate_proves_a_polka_for_l28() {
     let net = Net::new(&[1, 1, 1, 1]);
-    let (me, _) = roles(&net);
-    if net.proposer(1) == me {
-        return;
-    }
+    let me = bystander(&net);
+    assert_ne!(
+        net.proposer(1),
+        me,
+        "the scenario needs another round-1 proposer"
+    );
     let mut c = net.node(me);
     let (v, block) = net.block(4, net.proposer(0));
     let liar = (me + 3) % 4;
