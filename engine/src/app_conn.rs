@@ -172,35 +172,23 @@ impl AppConns {
             request_timeout: config.request_timeout,
             ..abci::ClientConfig::default()
         };
-        let mut conns = Vec::with_capacity(4);
-        for c in [
-            Connection::Consensus,
-            Connection::Mempool,
-            Connection::Query,
-            Connection::Snapshot,
-        ] {
-            let client = abci::Client::connect_with(&addr, client_config.clone())
-                .await
-                .map_err(|e| err(c, e))?;
-            conns.push(AppConn::Socket(client));
-        }
-        let mut it = conns.into_iter();
-        match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(consensus), Some(mempool), Some(query), Some(snapshot)) => Ok(AppConns {
-                address: proxy_app.into(),
-                consensus,
-                mempool,
-                query,
-                snapshot,
-            }),
-            // Four connections were pushed above.
-            _ => Err(err(
-                Connection::Consensus,
-                abci::Error::Closed {
-                    reason: "connection setup".into(),
-                },
-            )),
-        }
+        let connect = |c: Connection| {
+            let client_config = client_config.clone();
+            let addr = addr.clone();
+            async move {
+                abci::Client::connect_with(&addr, client_config)
+                    .await
+                    .map(AppConn::Socket)
+                    .map_err(|e| err(c, e))
+            }
+        };
+        Ok(AppConns {
+            address: proxy_app.into(),
+            consensus: connect(Connection::Consensus).await?,
+            mempool: connect(Connection::Mempool).await?,
+            query: connect(Connection::Query).await?,
+            snapshot: connect(Connection::Snapshot).await?,
+        })
     }
 
     /// The application's address as configured.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use engine::home::{Home, InitOptions};
-use engine::types::Time;
+use engine::node::now;
 
 use engine::config::COMETBFT_VERSION as COMETBFT_COMPAT;
 
@@ -87,16 +87,6 @@ fn default_home() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
         .join(".bft")
-}
-
-fn now() -> Time {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Time {
-        secs: since.as_secs() as i64,
-        nanos: since.subsec_nanos(),
-    }
 }
 
 fn main() {

@@ -108,6 +108,14 @@ impl Shared {
         }
     }
 
+    /// The last block's time, without copying the state (read per vote).
+    fn last_block_time(&self) -> Time {
+        match self.state.read() {
+            Ok(s) => s.last_block_time,
+            Err(p) => p.into_inner().last_block_time,
+        }
+    }
+
     fn with_mempool<R>(&self, f: impl FnOnce(&mut Mempool) -> R) -> R {
         match self.mempool.lock() {
             Ok(mut m) => f(&mut m),
@@ -340,17 +348,19 @@ impl Driver {
             }
             Output::Vote(mut vote) => {
                 // CometBFT's vote time: now, but after the block's time.
-                let floor = self.shared.state().last_block_time.add_nanos(1_000_000);
+                let floor = self.shared.last_block_time().add_nanos(1_000_000);
                 let t = now();
                 vote.timestamp = if t > floor { t } else { floor };
                 self.pv.sign_vote(&chain_id, &mut vote, false)?;
                 queue.push_back(Input::Vote(vote));
             }
             Output::ValidateBlock { height, block, .. } => {
-                let valid = self.validate(&block).await;
+                // Encoding and hashing a block is the costly part: once.
+                let block_id = block.block_id();
+                let valid = self.validate(&block, &block_id).await;
                 queue.push_back(Input::BlockValidated {
                     height,
-                    block_id: block.block_id(),
+                    block_id,
                     valid,
                 });
             }
@@ -442,15 +452,14 @@ impl Driver {
         ))
     }
 
-    async fn validate(&self, block: &Block) -> bool {
+    async fn validate(&self, block: &Block, id: &crate::types::BlockId) -> bool {
         let state = self.shared.state();
         if let Err(e) = execution::validate_block(&state, block) {
             tracing::warn!(height = block.header.height, error = %e, "invalid proposed block");
             return false;
         }
-        let id = block.block_id();
         let req =
-            block_exec::finalize_request(block, &id, state.last_validators.as_ref(), &|_| None);
+            block_exec::finalize_request(block, id, state.last_validators.as_ref(), &|_| None);
         let resp = self
             .shared
             .app
@@ -482,7 +491,8 @@ impl Driver {
         commit: &crate::types::Commit,
         wal: &mut Wal,
     ) -> Result<(), NodeError> {
-        let id = block.block_id();
+        // The core decided exactly this block: the commit names its id.
+        let id = commit.block_id;
         let state = self.shared.state();
         self.shared.store.save_block(block, &id, commit)?;
         let (next, resp) =
