@@ -508,7 +508,7 @@ impl Driver {
             .zip(&resp.tx_results)
             .map(|(tx, r)| (tx.clone(), r.code))
             .collect();
-        let _recheck = self.shared.with_mempool(|m| m.update(height, &committed));
+        self.shared.with_mempool(|m| m.update(height, &committed));
         for (tx, result) in block.txs.iter().zip(resp.tx_results) {
             let _ = self.shared.events.send(TxEvent {
                 hash: sha256(tx),

@@ -277,9 +277,8 @@ impl Mempool {
 
     /// After block `height`: committed transactions leave the mempool and
     /// stay in the cache (valid ones; invalid ones leave the cache unless
-    /// configured otherwise), so they are not accepted again. Returns the
-    /// transactions left, to re-run CheckTx on when `recheck` is on.
-    pub fn update(&mut self, height: Height, committed: &[(Vec<u8>, u32)]) -> Vec<MempoolTx> {
+    /// configured otherwise), so they are not accepted again.
+    pub fn update(&mut self, height: Height, committed: &[(Vec<u8>, u32)]) {
         self.height = height;
         for (tx, code) in committed {
             let hash = sha256(tx);
@@ -290,6 +289,11 @@ impl Mempool {
             }
             self.remove(&hash);
         }
+    }
+
+    /// The transactions to re-run CheckTx on after a block (none when
+    /// `recheck` is off). Copies are cheap: the bytes are shared.
+    pub fn recheck_list(&self) -> Vec<MempoolTx> {
         if self.config.recheck {
             self.txs.values().cloned().collect()
         } else {
@@ -418,7 +422,8 @@ mod tests {
         for tx in [&b"a"[..], b"b", b"c"] {
             add(&mut m, tx, 0).expect("added");
         }
-        let rest = m.update(1, &[(b"a".to_vec(), 0), (b"c".to_vec(), 3)]);
+        m.update(1, &[(b"a".to_vec(), 0), (b"c".to_vec(), 3)]);
+        let rest = m.recheck_list();
         assert_eq!(
             rest.iter().map(|t| t.tx.to_vec()).collect::<Vec<_>>(),
             vec![b"b".to_vec()]
