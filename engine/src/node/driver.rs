@@ -1,0 +1,345 @@
+//! The consensus driver: the single place where the core's outputs become
+//! I/O (signing through the double-sign guard, the WAL, timers,
+//! PrepareProposal/ProcessProposal, block execution on a decision).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abci::proto::{
+    ExtendedCommitInfo, ExtendedVoteInfo, RequestPrepareProposal, RequestProcessProposal,
+    Validator as AbciValidator,
+};
+use tokio::sync::mpsc;
+
+use super::{now, NodeError, Shared, TxEvent};
+use crate::block_exec;
+use crate::consensus::{self, Consensus, Ed25519Verifier, Input, Output};
+use crate::execution;
+use crate::privval::FilePV;
+use crate::types::{sha256, Block, Height};
+use crate::wal::{Durability, Wal, WalMessage};
+
+/// The consensus driver: the single place where core outputs become I/O.
+pub(super) struct Driver {
+    shared: Arc<Shared>,
+    core: Consensus,
+    pv: FilePV,
+    timeouts: consensus::Timeouts,
+    inputs: mpsc::UnboundedSender<Input>,
+    rx: mpsc::UnboundedReceiver<Input>,
+}
+
+impl Driver {
+    pub(super) fn new(shared: Arc<Shared>, pv: FilePV, timeouts: consensus::Timeouts) -> Self {
+        let mut cfg = consensus::Config::new(shared.chain_id.clone(), Some(pv.address()));
+        cfg.timeouts = timeouts;
+        let core = Consensus::new(cfg, Arc::new(Ed25519Verifier));
+        let (inputs, rx) = mpsc::unbounded_channel();
+        Driver {
+            shared,
+            core,
+            pv,
+            timeouts,
+            inputs,
+            rx,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        wal: &mut Wal,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), NodeError> {
+        let state = self.shared.state();
+        let height = execution::next_height(&state);
+        // Replay what this height already saw; its outputs were carried out
+        // before the crash, so they are not repeated. Then restart the
+        // round's timers.
+        let replay = wal
+            .replay_after(state.last_block_height)?
+            .unwrap_or_default();
+        let mut started = false;
+        for m in &replay {
+            if let WalMessage::Input(input) = &m.msg {
+                started |= matches!(input, Input::StartHeight { height: h, .. } if *h == height);
+                if started {
+                    let _ = self.core.handle(input.clone());
+                }
+            }
+        }
+        let mut queue = VecDeque::new();
+        if started {
+            tracing::info!(height, inputs = replay.len(), "replayed the WAL");
+            let rs = self.core.round_state();
+            for step in [
+                consensus::TimeoutStep::Propose,
+                consensus::TimeoutStep::Prevote,
+                consensus::TimeoutStep::Precommit,
+            ] {
+                self.schedule(
+                    rs.height,
+                    rs.round,
+                    step,
+                    self.timeouts.duration(step, rs.round),
+                );
+            }
+        } else {
+            queue.push_back(Input::StartHeight {
+                height,
+                validators: state.validators.clone(),
+            });
+        }
+        loop {
+            let input = match queue.pop_front() {
+                Some(i) => i,
+                None => tokio::select! {
+                    i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
+                    _ = stop.changed() => return Ok(()),
+                },
+            };
+            let own = match &input {
+                Input::Vote(v) => Some(v.validator_address) == Some(self.pv.address()),
+                Input::Proposal(_) | Input::StartHeight { .. } => true,
+                _ => false,
+            };
+            let durability = if own {
+                Durability::Sync
+            } else {
+                Durability::Buffered
+            };
+            wal.append(now(), &WalMessage::Input(input.clone()), durability)?;
+            let outputs = match self.core.handle(input) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, "input refused");
+                    continue;
+                }
+            };
+            for output in outputs {
+                self.carry_out(output, &mut queue, wal).await?;
+            }
+        }
+    }
+
+    fn schedule(&self, height: Height, round: u32, step: consensus::TimeoutStep, after: Duration) {
+        let tx = self.inputs.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(Input::Timeout {
+                height,
+                round,
+                step,
+            });
+        });
+    }
+
+    async fn carry_out(
+        &mut self,
+        output: Output,
+        queue: &mut VecDeque<Input>,
+        wal: &mut Wal,
+    ) -> Result<(), NodeError> {
+        let chain_id = self.shared.chain_id.clone();
+        match output {
+            Output::ScheduleTimeout {
+                height,
+                round,
+                step,
+                duration,
+            } => self.schedule(height, round, step, duration),
+            Output::RequestProposal { height, round } => {
+                let block = self.build_block(height).await?;
+                queue.push_back(Input::ProposalValue {
+                    height,
+                    round,
+                    block: Arc::new(block),
+                });
+            }
+            Output::Propose {
+                mut proposal,
+                block: _,
+            } => {
+                proposal.timestamp = now();
+                self.pv.sign_proposal(&chain_id, &mut proposal)?;
+                queue.push_back(Input::Proposal(proposal));
+            }
+            Output::Vote(mut vote) => {
+                // CometBFT's vote time: now, but after the block's time.
+                let floor = self.shared.last_block_time().add_nanos(1_000_000);
+                let t = now();
+                vote.timestamp = if t > floor { t } else { floor };
+                self.pv.sign_vote(&chain_id, &mut vote, false)?;
+                queue.push_back(Input::Vote(vote));
+            }
+            Output::ValidateBlock { height, block, .. } => {
+                // Encoding and hashing a block is the costly part: once.
+                let block_id = block.block_id();
+                let valid = self.validate(&block, &block_id).await?;
+                queue.push_back(Input::BlockValidated {
+                    height,
+                    block_id,
+                    valid,
+                });
+            }
+            Output::Decide {
+                height,
+                round,
+                block,
+                commit,
+            } => {
+                self.decide(height, round, &block, &commit, wal).await?;
+            }
+            Output::Equivocation { first, second } => {
+                tracing::warn!(validator = ?first.validator_address, height = first.height, round = first.round, a = ?first.block_id, b = ?second.block_id, "equivocation observed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn build_block(&self, height: Height) -> Result<Block, NodeError> {
+        let state = self.shared.state();
+        let last_commit = if height > state.initial_height {
+            self.shared.store.load_seen_commit(height - 1)?
+        } else {
+            None
+        };
+        let params = &state.consensus_params;
+        let max_bytes = if params.block.max_bytes < 0 {
+            crate::types::MAX_BLOCK_SIZE_BYTES
+        } else {
+            params.block.max_bytes
+        };
+        // CometBFT's MaxDataBytes: block bytes minus header, commit and
+        // protobuf overhead.
+        let vals = state.validators.len() as i64;
+        let max_data = max_bytes - 11 - 626 - (94 + 109 * vals);
+        let txs: Vec<Vec<u8>> = self
+            .shared
+            .with_mempool(|m| m.reap(max_data, params.block.max_gas))
+            .iter()
+            .map(|t| t.to_vec())
+            .collect();
+        let time = execution::block_time(&state, last_commit.as_ref());
+        let local_last_commit = ExtendedCommitInfo {
+            round: last_commit.as_ref().map_or(0, |c| c.round as i32),
+            votes: match (&last_commit, &state.last_validators) {
+                (Some(c), Some(vs)) => vs
+                    .validators
+                    .iter()
+                    .zip(&c.signatures)
+                    .map(|(v, s)| ExtendedVoteInfo {
+                        validator: Some(AbciValidator {
+                            address: v.address.0.to_vec().into(),
+                            power: v.voting_power,
+                        }),
+                        block_id_flag: match s {
+                            crate::types::CommitSig::Absent => 1,
+                            crate::types::CommitSig::Commit { .. } => 2,
+                            crate::types::CommitSig::Nil { .. } => 3,
+                        },
+                        ..Default::default()
+                    })
+                    .collect(),
+                _ => vec![],
+            },
+        };
+        let resp = self
+            .shared
+            .app()
+            .prepare_proposal(RequestPrepareProposal {
+                max_tx_bytes: max_data,
+                txs: txs.into_iter().map(Into::into).collect(),
+                local_last_commit: Some(local_last_commit),
+                misbehavior: vec![],
+                height: height as i64,
+                time: Some(time.into()),
+                next_validators_hash: state.next_validators.hash().0.to_vec().into(),
+                proposer_address: self.pv.address().0.to_vec().into(),
+            })
+            .await?;
+        let txs = resp.txs.into_iter().map(|t| t.to_vec()).collect();
+        Ok(execution::make_block(
+            &state,
+            height,
+            txs,
+            last_commit,
+            vec![],
+            self.pv.address(),
+            time,
+        ))
+    }
+
+    /// Whether the proposed block is valid: our checks, then the app's
+    /// ProcessProposal. An app that fails to answer stops consensus (the
+    /// node reconnects); voting nil instead would hide the failure.
+    async fn validate(&self, block: &Block, id: &crate::types::BlockId) -> Result<bool, NodeError> {
+        let state = self.shared.state();
+        if let Err(e) = execution::validate_block(&state, block) {
+            tracing::warn!(height = block.header.height, error = %e, "invalid proposed block");
+            return Ok(false);
+        }
+        let req =
+            block_exec::finalize_request(block, id, state.last_validators.as_ref(), &|_| None);
+        let resp = self
+            .shared
+            .app()
+            .process_proposal(RequestProcessProposal {
+                txs: req.txs,
+                proposed_last_commit: req.decided_last_commit,
+                misbehavior: req.misbehavior,
+                hash: req.hash,
+                height: req.height,
+                time: req.time,
+                next_validators_hash: req.next_validators_hash,
+                proposer_address: req.proposer_address,
+            })
+            .await;
+        Ok(resp?.status == 1)
+    }
+
+    async fn decide(
+        &mut self,
+        height: Height,
+        round: u32,
+        block: &Block,
+        commit: &crate::types::Commit,
+        wal: &mut Wal,
+    ) -> Result<(), NodeError> {
+        // The core decided exactly this block: the commit names its id.
+        let id = commit.block_id;
+        let state = self.shared.state();
+        self.shared.store.save_block(block, &id, commit)?;
+        let (next, resp) =
+            block_exec::apply_block(&self.shared.app(), &self.shared.store, &state, block, &id)
+                .await?;
+        self.shared.set_state(next.clone());
+        let committed: Vec<(Vec<u8>, u32)> = block
+            .txs
+            .iter()
+            .zip(&resp.tx_results)
+            .map(|(tx, r)| (tx.clone(), r.code))
+            .collect();
+        self.shared.with_mempool(|m| m.update(height, &committed));
+        for (tx, result) in block.txs.iter().zip(resp.tx_results) {
+            let _ = self.shared.events.send(TxEvent {
+                hash: sha256(tx),
+                height,
+                result,
+            });
+        }
+        wal.append(now(), &WalMessage::EndHeight(height), Durability::Sync)?;
+        tracing::info!(height, round, txs = block.txs.len(), hash = ?id.hash, app_hash = %hex::encode_upper(&next.app_hash), "committed block");
+        let tx = self.inputs.clone();
+        let validators = next.validators.clone();
+        let wait = self.timeouts.commit;
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = tx.send(Input::StartHeight {
+                height: height + 1,
+                validators,
+            });
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! The node: the only place that wires the parts together.
+//!
+//! Start-up: load the home, open the store, connect the application, run the
+//! handshake, open the WAL and replay it into a fresh consensus core, serve
+//! RPC, then drive consensus. The driver is the single place where the
+//! core's outputs become I/O: signing through the double-sign guard, the
+//! WAL (each input recorded before the core sees it; own messages and
+//! end-of-height synced), timers, PrepareProposal/ProcessProposal, and
+//! block execution on a decision.
+//!
+//! This first node runs without peers (a single validator, or a validator
+//! waiting for a network the p2p layer will provide).
+
+mod backend;
+mod driver;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use backend::NodeBackend;
+use driver::Driver;
+
+use crate::app_conn::{AppConnConfig, AppConns, AppError};
+use crate::block_exec::{self, BlockExecError};
+
+use crate::execution;
+use crate::home::{Home, HomeError};
+use crate::mempool::Mempool;
+use crate::privval::{FilePV, PrivvalError};
+use crate::store::{State, Store, StoreError};
+use crate::types::{Hash, Height, Time};
+use crate::wal::{Wal, WalError, WalOptions};
+
+/// Why the node stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The home directory (config, genesis, keys).
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The application.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// Handshake or block execution.
+    #[error(transparent)]
+    Exec(#[from] BlockExecError),
+    /// The state transition.
+    #[error(transparent)]
+    Transition(#[from] execution::ExecError),
+    /// The signer (including a refused double sign).
+    #[error(transparent)]
+    Privval(#[from] PrivvalError),
+    /// The consensus WAL.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The RPC listener.
+    #[error("rpc listen address {addr}: {reason}")]
+    Rpc {
+        /// The address.
+        addr: String,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+impl NodeError {
+    /// The application's failure behind this error, if that is what it is:
+    /// the node then waits for the application instead of exiting. A
+    /// protocol violation the state transition caught (a wrong number of tx
+    /// results) is not one: it would recur, so the node halts.
+    fn app_failure(&self) -> Option<&AppError> {
+        match self {
+            NodeError::App(e) | NodeError::Exec(BlockExecError::App(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The current wall-clock time.
+pub fn now() -> Time {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time {
+        secs: since.as_secs() as i64,
+        nanos: since.subsec_nanos(),
+    }
+}
+
+/// A committed transaction, for `broadcast_tx_commit` waiters.
+#[derive(Clone, Debug)]
+struct TxEvent {
+    hash: Hash,
+    height: Height,
+    result: abci::proto::ExecTxResult,
+}
+
+/// What the RPC and the driver share.
+struct Shared {
+    home: Home,
+    chain_id: String,
+    node_id: String,
+    store: Arc<Store>,
+    /// Replaced when the node reconnects to a restarted application.
+    app: RwLock<AppConns>,
+    state: RwLock<State>,
+    mempool: Mutex<Mempool>,
+    events: broadcast::Sender<TxEvent>,
+    validator: (crate::types::Address, crate::types::PublicKey),
+}
+
+impl Shared {
+    fn state(&self) -> State {
+        // A poisoned lock means a panic elsewhere; the last state is still valid.
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The last block's time, without copying the state (read per vote).
+    fn last_block_time(&self) -> Time {
+        match self.state.read() {
+            Ok(s) => s.last_block_time,
+            Err(p) => p.into_inner().last_block_time,
+        }
+    }
+
+    /// The current connections to the application (cheap to clone).
+    fn app(&self) -> AppConns {
+        match self.app.read() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_app(&self, app: AppConns) {
+        match self.app.write() {
+            Ok(mut a) => *a = app,
+            Err(p) => *p.into_inner() = app,
+        }
+    }
+
+    fn set_state(&self, state: State) {
+        match self.state.write() {
+            Ok(mut s) => *s = state,
+            Err(p) => *p.into_inner() = state,
+        }
+    }
+
+    fn with_mempool<R>(&self, f: impl FnOnce(&mut Mempool) -> R) -> R {
+        match self.mempool.lock() {
+            Ok(mut m) => f(&mut m),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+}
+
+/// Connects to the application again and replays what it lacks, retrying
+/// with a growing pause until it succeeds; returns the state to resume from.
+async fn reconnect(shared: &Shared, genesis: &crate::genesis::GenesisDoc) -> State {
+    let proxy_app = &shared.home.config.proxy_app;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+        let app = match AppConns::connect(proxy_app, &AppConnConfig::default()).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "the application is still unavailable");
+                continue;
+            }
+        };
+        match block_exec::handshake(&app, &shared.store, genesis).await {
+            Ok(state) => {
+                shared.set_app(app);
+                return state;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?pause, "the handshake with the application failed");
+            }
+        }
+    }
+}
+
+/// Runs the node at `home` until `shutdown` resolves or a fatal error.
+pub async fn run(
+    home: Home,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let config = home.config.clone();
+    if !config.consensus.create_empty_blocks
+        || config.consensus.create_empty_blocks_interval.0 > Duration::ZERO
+    {
+        tracing::warn!(
+            "consensus.create_empty_blocks = false and create_empty_blocks_interval are not honoured yet: blocks are produced every timeout_commit, with or without transactions"
+        );
+    }
+    let genesis = home.genesis()?;
+    let node_id = home.node_key()?.id();
+    let store = Arc::new(Store::open(&Store::path_in_home(&home.dir))?);
+    tracing::info!(app = %config.proxy_app, "connecting to the application");
+    let app = AppConns::connect(&config.proxy_app, &AppConnConfig::default()).await?;
+    let state = block_exec::handshake(&app, &store, &genesis).await?;
+    let mut pv = FilePV::load(home.privval_paths())?;
+    let (mut wal, truncation) = Wal::open(
+        &home.data_dir().join("cs.wal"),
+        WalOptions::default(),
+        now(),
+    )?;
+    if let Some(t) = truncation {
+        tracing::warn!(?t, "the WAL had a damaged tail; it was truncated");
+    }
+    let (events, _) = broadcast::channel(1024);
+    let shared = Arc::new(Shared {
+        chain_id: state.chain_id.clone(),
+        node_id,
+        validator: (pv.address(), pv.public_key()),
+        mempool: Mutex::new(Mempool::new(
+            config.mempool.clone(),
+            state.last_block_height,
+        )),
+        state: RwLock::new(state),
+        store,
+        app: RwLock::new(app),
+        events,
+        home,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let rpc_addr = config.rpc.laddr.trim_start_matches("tcp://").to_string();
+    let listener = tokio::net::TcpListener::bind(&rpc_addr)
+        .await
+        .map_err(|e| NodeError::Rpc {
+            addr: rpc_addr.clone(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(addr = %rpc_addr, "serving RPC");
+    let backend: Arc<dyn rpc::Backend> = Arc::new(NodeBackend(shared.clone()));
+    let rpc_config = rpc::RpcConfig {
+        max_body_bytes: config.rpc.max_body_bytes as usize,
+        max_request_batch_size: config.rpc.max_request_batch_size as usize,
+    };
+    let mut rpc_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = rpc_stop.changed().await;
+        };
+        if let Err(e) = rpc::serve_with_shutdown(listener, backend, rpc_config, stop).await {
+            tracing::error!(error = %e, "RPC server stopped");
+        }
+    });
+
+    let mut shutdown = Box::pin(shutdown);
+    let result = loop {
+        let driver = Driver::new(shared.clone(), pv, config.consensus.timeouts());
+        let failure = tokio::select! {
+            r = driver.run(&mut wal, stop_rx.clone()) => match r {
+                Err(e) => match e.app_failure() {
+                    Some(app_error) => app_error.clone(),
+                    None => break Err(e),
+                },
+                Ok(()) => break Ok(()),
+            },
+            _ = &mut shutdown => break Ok(()),
+        };
+        // The application died or misbehaved. Consensus stops here; the
+        // store, the WAL and the signer's state are consistent (every write
+        // is atomic), so the RPC keeps serving reads while we wait for the
+        // application and resume through the handshake, as at start.
+        tracing::error!(error = %failure, "consensus stopped: the application failed; RPC keeps serving, reconnecting until it is back");
+        let state = tokio::select! {
+            s = reconnect(&shared, &genesis) => s,
+            _ = &mut shutdown => break Ok(()),
+        };
+        tracing::info!(height = state.last_block_height, app_hash = %hex::encode_upper(&state.app_hash), "the application is back; resuming consensus");
+        shared.set_state(state);
+        // The signer's state on disk is authoritative (it is synced before
+        // every signature), so a fresh load is exactly where we were.
+        pv = FilePV::load(shared.home.privval_paths())?;
+    };
+    let _ = stop_tx.send(true);
+    let _ = wal.flush_and_sync();
+    result
+}
