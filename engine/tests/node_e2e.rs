@@ -2,93 +2,16 @@
 //! home with the built-in kvstore, transactions over HTTP RPC, kill -9 and
 //! restart.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// Kills the node when the test ends, pass or fail.
-struct NodeProcess(Child);
+use common::{
+    free_port, get, height, log, python_app, query, rust_app, start_node, wait_for_height,
+};
 
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start(home: &Path, port: u16) -> NodeProcess {
-    start_with(home, port, &[])
-}
-
-fn start_with(home: &Path, port: u16, extra: &[&str]) -> NodeProcess {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.with_extension("log"))
-        .expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["start", "--home"])
-        .arg(home)
-        .args(["--rpc.laddr", &format!("tcp://127.0.0.1:{port}")])
-        .args(extra)
-        .env_remove("CMTHOME")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("engine starts");
-    NodeProcess(child)
-}
-
-/// GET `path` from the RPC and parse the JSON body.
-fn get(port: u16, path: &str) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let body = raw.split_once("\r\n\r\n")?.1;
-    // Chunked or plain: the JSON object spans the first '{' to the last '}'.
-    let json = &body[body.find('{')?..=body.rfind('}')?];
-    serde_json::from_str(json).ok()
-}
-
-fn height(port: u16) -> Option<u64> {
-    get(port, "/status")?["result"]["sync_info"]["latest_block_height"]
-        .as_str()?
-        .parse()
-        .ok()
-}
-
-fn wait_for_height(port: u16, at_least: u64, home: &Path) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(h) = height(port).filter(|h| *h >= at_least) {
-            return h;
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(home.with_extension("log")).unwrap_or_default();
-            panic!("no height {at_least} within a minute; node log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn query(port: u16, key: &str) -> Option<String> {
-    let r = get(port, &format!("/abci_query?data=%22{key}%22"))?;
-    r["result"]["response"]["value"].as_str().map(String::from)
+fn start(home: &Path, port: u16) -> common::Process {
+    start_node(home, port, &[])
 }
 
 #[test]
@@ -141,43 +64,15 @@ fn a_fresh_home_produces_blocks_commits_txs_and_survives_kill_9() {
     assert!(after >= before_kill + 2);
     assert_eq!(query(port, "k1").as_deref(), Some("djE="));
     assert!(signed(&state_path) >= signed_before);
-    let log = std::fs::read_to_string(home.with_extension("log")).unwrap_or_default();
-    assert!(log.contains("ABCI handshake"), "the handshake is logged");
+    assert!(log(&home).contains("ABCI handshake"), "the handshake is logged");
     drop(node);
 }
 
-/// The Python kvstore as a separate process.
-fn python_app(addr: &str) -> NodeProcess {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kvstore-py/kvstore.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .args(["--addr", addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 runs (CI machines have Python 3.11)");
-    // Wait for its "listening" line.
-    if let Some(out) = child.stdout.as_mut() {
-        let mut byte = [0u8; 1];
-        let mut line = Vec::new();
-        while out.read(&mut byte).map(|n| n == 1).unwrap_or(false) && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        assert!(
-            String::from_utf8_lossy(&line).contains("listening"),
-            "{}",
-            String::from_utf8_lossy(&line)
-        );
-    }
-    NodeProcess(child)
-}
-
-fn run_chain_against(addr: &str) {
+fn run_chain_against(addr: &str, _app: common::Process) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = tmp.path().join("node");
-    let _app = python_app(addr);
     let port = free_port();
-    let _node = start_with(&home, port, &["--proxy_app", addr]);
+    let _node = start_node(&home, port, &["--proxy_app", addr]);
     wait_for_height(port, 2, &home);
     let r = get(port, "/broadcast_tx_commit?tx=%22color=blue%22").expect("answers");
     assert_eq!(r["result"]["tx_result"]["code"], 0, "{r}");
@@ -194,11 +89,19 @@ fn run_chain_against(addr: &str) {
 
 #[test]
 fn drives_an_external_app_process_over_tcp() {
-    run_chain_against(&format!("tcp://127.0.0.1:{}", free_port()));
+    let addr = format!("tcp://127.0.0.1:{}", free_port());
+    run_chain_against(&addr, python_app(&addr));
+}
+
+#[test]
+fn drives_the_rust_kvstore_binary_over_tcp() {
+    let port = free_port();
+    run_chain_against(&format!("tcp://127.0.0.1:{port}"), rust_app(port));
 }
 
 #[test]
 fn drives_an_external_app_process_over_a_unix_socket() {
     let dir = tempfile::tempdir().expect("tempdir");
-    run_chain_against(&format!("unix://{}", dir.path().join("app.sock").display()));
+    let addr = format!("unix://{}", dir.path().join("app.sock").display());
+    run_chain_against(&addr, python_app(&addr));
 }
