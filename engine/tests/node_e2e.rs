@@ -64,7 +64,10 @@ fn a_fresh_home_produces_blocks_commits_txs_and_survives_kill_9() {
     assert!(after >= before_kill + 2);
     assert_eq!(query(port, "k1").as_deref(), Some("djE="));
     assert!(signed(&state_path) >= signed_before);
-    assert!(log(&home).contains("ABCI handshake"), "the handshake is logged");
+    assert!(
+        log(&home).contains("ABCI handshake"),
+        "the handshake is logged"
+    );
     drop(node);
 }
 

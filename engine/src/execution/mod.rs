@@ -114,7 +114,7 @@ pub enum ExecError {
     },
     /// The application returned a different number of tx results than the
     /// block has transactions. The node must halt.
-    #[error("expected {txs} tx results (one per transaction in the block), got {results}")]
+    #[error("the application's FinalizeBlock returned {results} tx_results for a block of {txs} transactions; an app must return exactly one result per transaction, so the node halts (fix the app, then restart: the block is executed again)")]
     TxResultsMismatch {
         /// Transactions in the block.
         txs: usize,

@@ -70,8 +70,13 @@ impl Driver {
         }
         let mut queue = VecDeque::new();
         if started {
-            tracing::info!(height, inputs = replay.len(), "replayed the WAL");
             let rs = self.core.round_state();
+            tracing::info!(
+                height,
+                round = rs.round,
+                inputs = replay.len(),
+                "replayed the WAL: resuming the height where it was"
+            );
             for step in [
                 consensus::TimeoutStep::Propose,
                 consensus::TimeoutStep::Prevote,
@@ -85,6 +90,10 @@ impl Driver {
                 );
             }
         } else {
+            tracing::info!(
+                height,
+                "replayed the WAL: nothing recorded for this height, starting it"
+            );
             queue.push_back(Input::StartHeight {
                 height,
                 validators: state.validators.clone(),
