@@ -88,9 +88,15 @@ pub struct AppConns {
 pub struct AppConnConfig {
     /// Time allowed to connect.
     pub connect_timeout: Duration,
-    /// Time allowed per request (None: wait as long as the app takes, as
-    /// CometBFT does on the consensus connection).
+    /// Time allowed per consensus request (None: as long as the app takes,
+    /// as CometBFT does: a slow block is not a failed one).
     pub request_timeout: Option<Duration>,
+    /// Time allowed per request on the mempool, query and snapshot
+    /// connections. CometBFT waits forever there too, so one stuck CheckTx
+    /// or Query hangs every RPC client behind it; we answer them with a
+    /// timeout error instead (the late response is consumed in order, so
+    /// the connection stays usable).
+    pub service_timeout: Option<Duration>,
 }
 
 impl Default for AppConnConfig {
@@ -98,6 +104,7 @@ impl Default for AppConnConfig {
         AppConnConfig {
             connect_timeout: Duration::from_secs(3),
             request_timeout: None,
+            service_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -167,13 +174,15 @@ impl AppConns {
             source,
         };
         let addr = abci::Addr::parse(proxy_app).map_err(|e| err(Connection::Consensus, e))?;
-        let client_config = abci::ClientConfig {
-            connect_timeout: Some(config.connect_timeout),
-            request_timeout: config.request_timeout,
-            ..abci::ClientConfig::default()
-        };
         let connect = |c: Connection| {
-            let client_config = client_config.clone();
+            let client_config = abci::ClientConfig {
+                connect_timeout: Some(config.connect_timeout),
+                request_timeout: match c {
+                    Connection::Consensus => config.request_timeout,
+                    _ => config.service_timeout,
+                },
+                ..abci::ClientConfig::default()
+            };
             let addr = addr.clone();
             async move {
                 abci::Client::connect_with(&addr, client_config)
@@ -239,7 +248,7 @@ mod tests {
     async fn a_missing_app_is_named_in_the_error() {
         let cfg = AppConnConfig {
             connect_timeout: Duration::from_millis(200),
-            request_timeout: None,
+            ..AppConnConfig::default()
         };
         let e = match AppConns::connect("tcp://127.0.0.1:1", &cfg).await {
             Err(e) => e.to_string(),
@@ -247,5 +256,40 @@ mod tests {
         };
         assert!(e.contains("tcp://127.0.0.1:1"), "{e}");
         assert!(e.contains("Consensus"), "{e}");
+    }
+
+    /// An app that never answers CheckTx.
+    struct Stuck;
+
+    impl abci::server::Application for Stuck {
+        async fn check_tx(&self, _: RequestCheckTx) -> ResponseCheckTx {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_mempool_connection_gets_a_timeout_naming_check_tx() {
+        let addr = abci::Addr::parse("tcp://127.0.0.1:0").expect("addr");
+        let server = abci::server::Server::bind(&addr, Arc::new(Stuck), Default::default())
+            .await
+            .expect("bind");
+        let proxy = server.local_addr().expect("addr").to_string();
+        tokio::spawn(server.run());
+        let cfg = AppConnConfig {
+            service_timeout: Some(Duration::from_millis(300)),
+            ..AppConnConfig::default()
+        };
+        let app = AppConns::connect(&proxy, &cfg).await.expect("connects");
+        let e = app
+            .check_tx(RequestCheckTx::default())
+            .await
+            .expect_err("no answer comes")
+            .to_string();
+        assert!(e.contains("Mempool") && e.contains("check_tx"), "{e}");
+        assert!(e.contains(&proxy), "{e}");
+        // The other connections are not held up by it.
+        app.info(RequestInfo::default())
+            .await
+            .expect("info answers");
     }
 }

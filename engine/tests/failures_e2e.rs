@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use abci::proto::*;
 use abci::server::Application;
 use common::{
-    commit_tx, free_port, get, height, init_home, log, query, rust_app, start_node,
-    wait_for_height, wait_until,
+    commit_tx, free_port, get, height, init_home, log, query, rust_app, serve_in_thread,
+    start_node, wait_for_height, wait_until,
 };
 
 /// Blocks come fast so that each test sees many heights.
@@ -267,34 +267,12 @@ impl Application for ShortResults {
     }
 }
 
-/// Serves `app` on a free port from a thread of the test; returns its address.
-fn serve_in_thread(app: ShortResults) -> String {
-    let proxy = format!("tcp://127.0.0.1:{}", free_port());
-    let addr = abci::Addr::parse(&proxy).expect("addr");
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let server = abci::server::Server::bind(&addr, Arc::new(app), Default::default())
-                .await
-                .expect("bind");
-            let _ = ready_tx.send(());
-            let _ = server.run().await;
-        });
-    });
-    ready.recv().expect("the app listens");
-    proxy
-}
-
 #[test]
 fn a_wrong_tx_results_count_halts_with_a_clear_error_and_loses_nothing() {
-    let broken = serve_in_thread(ShortResults {
+    let broken = serve_in_thread(Arc::new(ShortResults {
         inner: kvstore::KvStore::new(),
         broken: AtomicBool::new(true),
-    });
+    }));
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = fresh_home(&tmp);
     let port = free_port();
@@ -320,10 +298,10 @@ fn a_wrong_tx_results_count_halts_with_a_clear_error_and_loses_nothing() {
 
     // A fixed app (a fresh process: the broken one holds a half-applied
     // block): the handshake executes the stored block again, and it stays.
-    let fixed = serve_in_thread(ShortResults {
+    let fixed = serve_in_thread(Arc::new(ShortResults {
         inner: kvstore::KvStore::new(),
         broken: AtomicBool::new(false),
-    });
+    }));
     let _node = start_node(&home, port, &["--proxy_app", &fixed]);
     let halted_at = wait_for_height(port, 1, &home);
     wait_for_height(port, halted_at + 2, &home);

@@ -339,6 +339,8 @@ impl Driver {
         }
         wal.append(now(), &WalMessage::EndHeight(height), Durability::Sync)?;
         tracing::info!(height, round, txs = block.txs.len(), hash = ?id.hash, app_hash = %hex::encode_upper(&next.app_hash), "committed block");
+        // Before the next height reaps: txs the new state invalidated go.
+        self.shared.recheck_mempool().await?;
         let tx = self.inputs.clone();
         let validators = next.validators.clone();
         let wait = self.timeouts.commit;

@@ -152,6 +152,51 @@ impl Shared {
         }
     }
 
+    /// Runs CheckTx (type Recheck) again on every tx left in the mempool
+    /// and drops those the application now refuses, as CometBFT does after
+    /// each block when `mempool.recheck` is on, and after the application
+    /// came back (its state may differ). Requests are pipelined on the
+    /// mempool connection. A recheck that times out keeps its tx; a failed
+    /// connection is the application's failure.
+    async fn recheck_mempool(&self) -> Result<(), AppError> {
+        let txs = self.with_mempool(|m| m.recheck_list());
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let app = self.app();
+        let mut calls = tokio::task::JoinSet::new();
+        let mut removed = 0usize;
+        let total = txs.len();
+        for chunk in txs.chunks(256) {
+            for t in chunk {
+                let (app, t) = (app.clone(), t.clone());
+                calls.spawn(async move {
+                    let req = abci::proto::RequestCheckTx {
+                        tx: t.tx.to_vec().into(),
+                        r#type: abci::proto::CheckTxType::Recheck as i32,
+                    };
+                    (t.hash, app.check_tx(req).await)
+                });
+            }
+            while let Some(done) = calls.join_next().await {
+                let Ok((hash, result)) = done else { continue };
+                match result {
+                    Ok(r) if r.code == 0 => {}
+                    Ok(_) => {
+                        removed += 1;
+                        self.with_mempool(|m| m.remove_invalid(&hash));
+                    }
+                    Err(e) if matches!(e.source, abci::Error::Timeout { .. }) => {
+                        tracing::warn!(error = %e, "recheck timed out; the tx stays");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        tracing::debug!(total, removed, "rechecked the mempool");
+        Ok(())
+    }
+
     fn with_mempool<R>(&self, f: impl FnOnce(&mut Mempool) -> R) -> R {
         match self.mempool.lock() {
             Ok(mut m) => f(&mut m),
@@ -279,6 +324,10 @@ pub async fn run(
         };
         tracing::info!(height = state.last_block_height, app_hash = %hex::encode_upper(&state.app_hash), "the application is back; resuming consensus");
         shared.set_state(state);
+        if let Err(e) = shared.recheck_mempool().await {
+            // Consensus will meet the same failure and report it.
+            tracing::warn!(error = %e, "mempool recheck after reconnecting failed");
+        }
         // The signer's state on disk is authoritative (it is synced before
         // every signature), so a fresh load is exactly where we were.
         pv = FilePV::load(shared.home.privval_paths())?;

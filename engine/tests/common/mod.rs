@@ -223,3 +223,27 @@ pub fn init_home(home: &Path, settings: &[(&str, &str)]) {
     }
     std::fs::write(&path, text).expect("config.toml written");
 }
+
+/// Serves `app` over ABCI on a free TCP port from a thread of the test
+/// process (a real socket; the app's code is the test's); returns its
+/// address once it listens.
+pub fn serve_in_thread<A: abci::server::Application>(app: std::sync::Arc<A>) -> String {
+    let proxy = format!("tcp://127.0.0.1:{}", free_port());
+    let addr = abci::Addr::parse(&proxy).expect("addr");
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let server = abci::server::Server::bind(&addr, app, Default::default())
+                .await
+                .expect("bind");
+            let _ = ready_tx.send(());
+            let _ = server.run().await;
+        });
+    });
+    ready.recv().expect("the app listens");
+    proxy
+}
