@@ -200,6 +200,23 @@ impl AppConns {
         })
     }
 
+    /// The first failed connection's error, if any connection has failed
+    /// (the app closed it, sent garbage, raised an exception). Lets the node
+    /// notice a dead app even while consensus is not calling it.
+    pub fn failure(&self) -> Option<AppError> {
+        [
+            Connection::Consensus,
+            Connection::Mempool,
+            Connection::Query,
+            Connection::Snapshot,
+        ]
+        .into_iter()
+        .find_map(|c| match self.conn(c) {
+            AppConn::Socket(client) => client.error().map(|e| self.err(c, e)),
+            AppConn::InProcess(_) => None,
+        })
+    }
+
     /// The application's address as configured.
     pub fn address(&self) -> &str {
         &self.address

@@ -317,3 +317,57 @@ fn a_wrong_tx_results_count_halts_with_a_clear_error_and_loses_nothing() {
         "the tx came after the empty blocks: {tx_block}"
     );
 }
+
+/// The kvstore, except that CheckTx of "boom" kills its connection (the
+/// app panics in the handler; the server closes that connection).
+struct Boom(kvstore::KvStore);
+
+impl Application for Boom {
+    async fn info(&self, r: RequestInfo) -> ResponseInfo {
+        self.0.info(r).await
+    }
+    async fn query(&self, r: RequestQuery) -> ResponseQuery {
+        self.0.query(r).await
+    }
+    async fn check_tx(&self, r: RequestCheckTx) -> ResponseCheckTx {
+        assert!(&r.tx[..] != b"boom", "the app's CheckTx blows up");
+        self.0.check_tx(r).await
+    }
+    async fn init_chain(&self, r: RequestInitChain) -> ResponseInitChain {
+        self.0.init_chain(r).await
+    }
+    async fn prepare_proposal(&self, r: RequestPrepareProposal) -> ResponsePrepareProposal {
+        self.0.prepare_proposal(r).await
+    }
+    async fn process_proposal(&self, r: RequestProcessProposal) -> ResponseProcessProposal {
+        self.0.process_proposal(r).await
+    }
+    async fn finalize_block(&self, r: RequestFinalizeBlock) -> ResponseFinalizeBlock {
+        self.0.finalize_block(r).await
+    }
+    async fn commit(&self, r: RequestCommit) -> ResponseCommit {
+        self.0.commit(r).await
+    }
+}
+
+#[test]
+fn a_lost_mempool_connection_is_noticed_and_reopened() {
+    let proxy = serve_in_thread(Arc::new(Boom(kvstore::KvStore::new())));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = fresh_home(&tmp);
+    let port = free_port();
+    let _node = start_node(&home, port, &["--proxy_app", &proxy]);
+    wait_for_height(port, 2, &home);
+
+    let r = get(port, "/broadcast_tx_sync?tx=%22boom%22").expect("answers");
+    assert!(r["error"].to_string().contains("Mempool"), "{r}");
+    wait_until("the lost connection is noticed", &home, || {
+        log(&home).contains("consensus stopped: the application failed")
+    });
+    wait_until("the connections are reopened", &home, || {
+        log(&home).contains("the application is back")
+    });
+    // The same app process, new connections: txs flow again.
+    assert!(commit_tx(port, "k1=v1").is_some(), "{}", log(&home));
+    assert_eq!(query(port, "k1"), Some(b64("v1")));
+}

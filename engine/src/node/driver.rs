@@ -68,6 +68,8 @@ impl Driver {
                 }
             }
         }
+        let mut health = tokio::time::interval(Duration::from_millis(500));
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut queue = VecDeque::new();
         if started {
             let rs = self.core.round_state();
@@ -105,6 +107,15 @@ impl Driver {
                 None => tokio::select! {
                     i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
                     _ = stop.changed() => return Ok(()),
+                    _ = health.tick() => {
+                        // Any connection failing (the mempool one while the
+                        // RPC used it, say) is the app's failure: stop now
+                        // rather than at the next block.
+                        if let Some(e) = self.shared.app().failure() {
+                            return Err(e.into());
+                        }
+                        continue;
+                    }
                 },
             };
             let own = match &input {
