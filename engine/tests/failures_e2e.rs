@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use abci::proto::*;
-use abci::server::Application;
 use common::{
     commit_tx, free_port, get, height, init_home, log, query, rust_app, serve_in_thread,
-    start_node, wait_for_height, wait_until,
+    start_node, wait_for_height, wait_until, HookedKvStore,
 };
 
 /// Blocks come fast so that each test sees many heights.
@@ -229,49 +227,14 @@ fn a_corrupt_wal_tail_is_truncated_with_a_warning_and_the_chain_continues() {
     assert_eq!(query(port, "k1"), Some(b64("v1")));
 }
 
-/// The kvstore, except that while `broken` its FinalizeBlock answers with
-/// one tx result too few.
-struct ShortResults {
-    inner: kvstore::KvStore,
-    broken: AtomicBool,
-}
-
-impl Application for ShortResults {
-    async fn info(&self, r: RequestInfo) -> ResponseInfo {
-        self.inner.info(r).await
-    }
-    async fn query(&self, r: RequestQuery) -> ResponseQuery {
-        self.inner.query(r).await
-    }
-    async fn check_tx(&self, r: RequestCheckTx) -> ResponseCheckTx {
-        self.inner.check_tx(r).await
-    }
-    async fn init_chain(&self, r: RequestInitChain) -> ResponseInitChain {
-        self.inner.init_chain(r).await
-    }
-    async fn prepare_proposal(&self, r: RequestPrepareProposal) -> ResponsePrepareProposal {
-        self.inner.prepare_proposal(r).await
-    }
-    async fn process_proposal(&self, r: RequestProcessProposal) -> ResponseProcessProposal {
-        self.inner.process_proposal(r).await
-    }
-    async fn finalize_block(&self, r: RequestFinalizeBlock) -> ResponseFinalizeBlock {
-        let mut resp = self.inner.finalize_block(r).await;
-        if self.broken.load(Ordering::SeqCst) {
-            resp.tx_results.pop();
-        }
-        resp
-    }
-    async fn commit(&self, r: RequestCommit) -> ResponseCommit {
-        self.inner.commit(r).await
-    }
-}
-
 #[test]
 fn a_wrong_tx_results_count_halts_with_a_clear_error_and_loses_nothing() {
-    let broken = serve_in_thread(Arc::new(ShortResults {
-        inner: kvstore::KvStore::new(),
-        broken: AtomicBool::new(true),
+    // FinalizeBlock answers with one tx result too few.
+    let broken = serve_in_thread(Arc::new(HookedKvStore {
+        finalize_response: Some(Box::new(|r| {
+            r.tx_results.pop();
+        })),
+        ..Default::default()
     }));
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = fresh_home(&tmp);
@@ -298,10 +261,7 @@ fn a_wrong_tx_results_count_halts_with_a_clear_error_and_loses_nothing() {
 
     // A fixed app (a fresh process: the broken one holds a half-applied
     // block): the handshake executes the stored block again, and it stays.
-    let fixed = serve_in_thread(Arc::new(ShortResults {
-        inner: kvstore::KvStore::new(),
-        broken: AtomicBool::new(false),
-    }));
+    let fixed = serve_in_thread(Arc::new(HookedKvStore::default()));
     let _node = start_node(&home, port, &["--proxy_app", &fixed]);
     let halted_at = wait_for_height(port, 1, &home);
     wait_for_height(port, halted_at + 2, &home);
@@ -318,41 +278,16 @@ fn a_wrong_tx_results_count_halts_with_a_clear_error_and_loses_nothing() {
     );
 }
 
-/// The kvstore, except that CheckTx of "boom" kills its connection (the
-/// app panics in the handler; the server closes that connection).
-struct Boom(kvstore::KvStore);
-
-impl Application for Boom {
-    async fn info(&self, r: RequestInfo) -> ResponseInfo {
-        self.0.info(r).await
-    }
-    async fn query(&self, r: RequestQuery) -> ResponseQuery {
-        self.0.query(r).await
-    }
-    async fn check_tx(&self, r: RequestCheckTx) -> ResponseCheckTx {
-        assert!(&r.tx[..] != b"boom", "the app's CheckTx blows up");
-        self.0.check_tx(r).await
-    }
-    async fn init_chain(&self, r: RequestInitChain) -> ResponseInitChain {
-        self.0.init_chain(r).await
-    }
-    async fn prepare_proposal(&self, r: RequestPrepareProposal) -> ResponsePrepareProposal {
-        self.0.prepare_proposal(r).await
-    }
-    async fn process_proposal(&self, r: RequestProcessProposal) -> ResponseProcessProposal {
-        self.0.process_proposal(r).await
-    }
-    async fn finalize_block(&self, r: RequestFinalizeBlock) -> ResponseFinalizeBlock {
-        self.0.finalize_block(r).await
-    }
-    async fn commit(&self, r: RequestCommit) -> ResponseCommit {
-        self.0.commit(r).await
-    }
-}
-
 #[test]
 fn a_lost_mempool_connection_is_noticed_and_reopened() {
-    let proxy = serve_in_thread(Arc::new(Boom(kvstore::KvStore::new())));
+    // CheckTx of "boom" kills the mempool connection (the app panics in the
+    // handler; the server closes that connection).
+    let proxy = serve_in_thread(Arc::new(HookedKvStore {
+        check_tx: Some(Box::new(|req, _| {
+            assert!(&req.tx[..] != b"boom", "the app's CheckTx blows up")
+        })),
+        ..Default::default()
+    }));
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = fresh_home(&tmp);
     let port = free_port();

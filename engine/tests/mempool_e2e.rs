@@ -7,64 +7,32 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use abci::proto::*;
-use abci::server::Application;
-use common::{free_port, get, init_home, serve_in_thread, start_node, wait_for_height, wait_until};
-
-/// The kvstore, except that it never proposes txs starting with "doomed"
-/// (so they stay in the mempool) and refuses them when rechecked.
-struct Doomed {
-    inner: kvstore::KvStore,
-    rechecks: AtomicUsize,
-}
+use abci::proto::CheckTxType;
+use common::{
+    free_port, get, init_home, serve_in_thread, start_node, wait_for_height, wait_until,
+    HookedKvStore,
+};
 
 fn doomed(tx: &[u8]) -> bool {
     tx.starts_with(b"doomed")
 }
 
-impl Application for Doomed {
-    async fn info(&self, r: RequestInfo) -> ResponseInfo {
-        self.inner.info(r).await
-    }
-    async fn query(&self, r: RequestQuery) -> ResponseQuery {
-        self.inner.query(r).await
-    }
-    async fn check_tx(&self, r: RequestCheckTx) -> ResponseCheckTx {
-        if doomed(&r.tx) && r.r#type == CheckTxType::Recheck as i32 {
-            self.rechecks.fetch_add(1, Ordering::SeqCst);
-            return ResponseCheckTx {
-                code: 7,
-                log: "doomed".into(),
-                ..Default::default()
-            };
-        }
-        self.inner.check_tx(r).await
-    }
-    async fn init_chain(&self, r: RequestInitChain) -> ResponseInitChain {
-        self.inner.init_chain(r).await
-    }
-    async fn prepare_proposal(&self, mut r: RequestPrepareProposal) -> ResponsePrepareProposal {
-        r.txs.retain(|tx| !doomed(tx));
-        self.inner.prepare_proposal(r).await
-    }
-    async fn process_proposal(&self, r: RequestProcessProposal) -> ResponseProcessProposal {
-        self.inner.process_proposal(r).await
-    }
-    async fn finalize_block(&self, r: RequestFinalizeBlock) -> ResponseFinalizeBlock {
-        self.inner.finalize_block(r).await
-    }
-    async fn commit(&self, r: RequestCommit) -> ResponseCommit {
-        self.inner.commit(r).await
-    }
-}
-
 #[test]
 fn txs_the_app_refuses_on_recheck_leave_the_mempool_and_the_cache() {
-    let app = Arc::new(Doomed {
-        inner: kvstore::KvStore::new(),
-        rechecks: AtomicUsize::new(0),
-    });
-    let proxy = serve_in_thread(app.clone());
+    // The kvstore, except that it never proposes txs starting with "doomed"
+    // (so they stay in the mempool) and refuses them when rechecked.
+    let rechecks = Arc::new(AtomicUsize::new(0));
+    let counter = rechecks.clone();
+    let proxy = serve_in_thread(Arc::new(HookedKvStore {
+        check_tx: Some(Box::new(move |req, resp| {
+            if doomed(&req.tx) && req.r#type == CheckTxType::Recheck as i32 {
+                counter.fetch_add(1, Ordering::SeqCst);
+                resp.code = 7;
+            }
+        })),
+        prepare_request: Some(Box::new(|r| r.txs.retain(|tx| !doomed(tx)))),
+        ..Default::default()
+    }));
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = tmp.path().join("node");
     init_home(&home, &[("timeout_commit", "\"200ms\"")]);
@@ -80,17 +48,17 @@ fn txs_the_app_refuses_on_recheck_leave_the_mempool_and_the_cache() {
     assert_eq!(dup["error"]["data"], "tx already exists in cache", "{dup}");
 
     wait_until("a recheck after a block", &home, || {
-        app.rechecks.load(Ordering::SeqCst) >= 1
+        rechecks.load(Ordering::SeqCst) >= 1
     });
     // Refused on recheck: gone from the mempool and the cache, so the same
     // tx is new again.
     let again = sync("doomed=1");
     assert_eq!(again["result"]["code"], 0, "accepted anew: {again}");
-    let rechecks = app.rechecks.load(Ordering::SeqCst);
+    let seen = rechecks.load(Ordering::SeqCst);
     let h = wait_for_height(port, 1, &home);
     wait_for_height(port, h + 3, &home);
     assert!(
-        app.rechecks.load(Ordering::SeqCst) <= rechecks + 1,
+        rechecks.load(Ordering::SeqCst) <= seen + 1,
         "a removed tx is not rechecked again"
     );
 }

@@ -37,30 +37,22 @@ fn events(events: &[abci::proto::Event]) -> Vec<rb::Event> {
         .collect()
 }
 
-fn check_tx_result(r: &abci::proto::ResponseCheckTx) -> rb::TxResult {
-    rb::TxResult {
-        code: r.code,
-        data: r.data.to_vec(),
-        log: r.log.clone(),
-        info: r.info.clone(),
-        gas_wanted: r.gas_wanted,
-        gas_used: r.gas_used,
-        events: events(&r.events),
-        codespace: r.codespace.clone(),
-    }
-}
-
-fn exec_tx_result(r: &abci::proto::ExecTxResult) -> rb::TxResult {
-    rb::TxResult {
-        code: r.code,
-        data: r.data.to_vec(),
-        log: r.log.clone(),
-        info: r.info.clone(),
-        gas_wanted: r.gas_wanted,
-        gas_used: r.gas_used,
-        events: events(&r.events),
-        codespace: r.codespace.clone(),
-    }
+/// The RPC's rendering of a CheckTx or FinalizeBlock tx result: two proto
+/// messages with the same fields.
+macro_rules! tx_result {
+    ($r:expr) => {{
+        let r = $r;
+        rb::TxResult {
+            code: r.code,
+            data: r.data.to_vec(),
+            log: r.log.clone(),
+            info: r.info.clone(),
+            gas_wanted: r.gas_wanted,
+            gas_used: r.gas_used,
+            events: events(&r.events),
+            codespace: r.codespace.clone(),
+        }
+    }};
 }
 
 impl NodeBackend {
@@ -94,7 +86,7 @@ impl NodeBackend {
         self.0
             .with_mempool(|m| m.add_checked(tx, resp.code, resp.gas_wanted))
             .map_err(internal)?;
-        Ok(check_tx_result(&resp))
+        Ok(tx_result!(&resp))
     }
 }
 
@@ -294,7 +286,7 @@ impl rpc::Backend for NodeBackend {
             match found {
                 Ok(Some(ev)) => Ok(rb::TxCommitted {
                     check_tx: check,
-                    tx_result: exec_tx_result(&ev.result),
+                    tx_result: tx_result!(&ev.result),
                     height: ev.height as i64,
                 }),
                 _ => Err(rpc::RpcError::Internal(

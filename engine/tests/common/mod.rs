@@ -247,3 +247,72 @@ pub fn serve_in_thread<A: abci::server::Application>(app: std::sync::Arc<A>) -> 
     ready.recv().expect("the app listens");
     proxy
 }
+
+type Hook<T> = Box<dyn Fn(&mut T) + Send + Sync>;
+type CheckTxHook =
+    Box<dyn Fn(&abci::proto::RequestCheckTx, &mut abci::proto::ResponseCheckTx) + Send + Sync>;
+
+/// The Rust kvstore with hooks that bend one call, for tests of how the
+/// engine copes with apps that are not perfect. A hook edits the request
+/// before the kvstore sees it (`*_request`) or the response after
+/// (`*_response`).
+#[derive(Default)]
+pub struct HookedKvStore {
+    /// The app itself.
+    pub inner: kvstore::KvStore,
+    /// Edits each CheckTx response (it sees the request too).
+    pub check_tx: Option<CheckTxHook>,
+    /// Edits each PrepareProposal request.
+    pub prepare_request: Option<Hook<abci::proto::RequestPrepareProposal>>,
+    /// Edits each FinalizeBlock response.
+    pub finalize_response: Option<Hook<abci::proto::ResponseFinalizeBlock>>,
+}
+
+impl abci::server::Application for HookedKvStore {
+    async fn info(&self, r: abci::proto::RequestInfo) -> abci::proto::ResponseInfo {
+        self.inner.info(r).await
+    }
+    async fn query(&self, r: abci::proto::RequestQuery) -> abci::proto::ResponseQuery {
+        self.inner.query(r).await
+    }
+    async fn check_tx(&self, r: abci::proto::RequestCheckTx) -> abci::proto::ResponseCheckTx {
+        let hook = self.check_tx.as_ref();
+        let req = hook.map(|_| r.clone());
+        let mut resp = self.inner.check_tx(r).await;
+        if let (Some(hook), Some(req)) = (hook, req) {
+            hook(&req, &mut resp);
+        }
+        resp
+    }
+    async fn init_chain(&self, r: abci::proto::RequestInitChain) -> abci::proto::ResponseInitChain {
+        self.inner.init_chain(r).await
+    }
+    async fn prepare_proposal(
+        &self,
+        mut r: abci::proto::RequestPrepareProposal,
+    ) -> abci::proto::ResponsePrepareProposal {
+        if let Some(hook) = &self.prepare_request {
+            hook(&mut r);
+        }
+        self.inner.prepare_proposal(r).await
+    }
+    async fn process_proposal(
+        &self,
+        r: abci::proto::RequestProcessProposal,
+    ) -> abci::proto::ResponseProcessProposal {
+        self.inner.process_proposal(r).await
+    }
+    async fn finalize_block(
+        &self,
+        r: abci::proto::RequestFinalizeBlock,
+    ) -> abci::proto::ResponseFinalizeBlock {
+        let mut resp = self.inner.finalize_block(r).await;
+        if let Some(hook) = &self.finalize_response {
+            hook(&mut resp);
+        }
+        resp
+    }
+    async fn commit(&self, r: abci::proto::RequestCommit) -> abci::proto::ResponseCommit {
+        self.inner.commit(r).await
+    }
+}
