@@ -1,6 +1,11 @@
 //! The start-up handshake between the node's stores and a real application
 //! (the kvstore, in-process), through every crash point block execution has.
 
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use engine::app_conn::{AppConnConfig, AppConns};
 use engine::block_exec::{apply_block, finalize_request, handshake, BlockExecError};
 use engine::execution::{block_time, make_block};
@@ -238,4 +243,39 @@ async fn an_app_ahead_of_the_store_or_on_another_chain_is_refused() {
         "{e}"
     );
     assert!(e.to_string().contains("reset the application"), "{e}");
+}
+
+#[tokio::test]
+async fn a_replay_that_diverges_midway_stops_at_the_first_wrong_height() {
+    let c = chain();
+    let app = fresh_app().await;
+    let state = handshake(&app, &c.store, &c.genesis)
+        .await
+        .expect("handshake");
+    c.produce(&app, state, 3).await;
+
+    // A fresh app over a real socket whose second block comes out with a
+    // different app hash (a nondeterministic app, say).
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let proxy = common::serve_in_thread(Arc::new(common::HookedKvStore {
+        finalize_response: Some(Box::new(move |r| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 1 {
+                r.app_hash = vec![0xEE; 8].into();
+            }
+        })),
+        ..Default::default()
+    }));
+    let diverging = AppConns::connect(&proxy, &AppConnConfig::default())
+        .await
+        .expect("connects");
+    let e = handshake(&diverging, &c.store, &c.genesis)
+        .await
+        .expect_err("the replay diverges");
+    assert!(
+        matches!(&e, BlockExecError::AppHashMismatch { height: 2, got, .. } if got == "EEEEEEEEEEEEEEEE"),
+        "{e}"
+    );
+    // It stopped there: block 3 was not fed to the app.
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
