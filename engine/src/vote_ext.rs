@@ -124,6 +124,14 @@ pub enum VoteExtensionError {
         #[source]
         source: crate::types::Error,
     },
+    /// Our application's ExtendVote answered more than CometBFT's
+    /// `MaxVoteExtensionSize`: no peer would accept the precommit and the
+    /// stored extended commit would not load back.
+    #[error("the application's vote extension of {len} bytes exceeds the maximum of {MAX_VOTE_EXTENSION_SIZE}")]
+    OwnExtensionTooLarge {
+        /// The extension's length.
+        len: usize,
+    },
     /// The core asked us to precommit for a block it does not hold.
     #[error("no block {0:?} to extend a precommit for")]
     UnknownBlock(BlockId),

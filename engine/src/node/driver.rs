@@ -190,6 +190,10 @@ impl Driver {
             .shared
             .with_state(|s| vote_ext::extend_vote_request(&block, id, s.last_validators.as_ref()));
         let resp = self.shared.app().extend_vote(request).await?;
+        let len = resp.vote_extension.len();
+        if len > crate::types::MAX_VOTE_EXTENSION_SIZE {
+            return Err(VoteExtensionError::OwnExtensionTooLarge { len }.into());
+        }
         Ok(resp.vote_extension.to_vec())
     }
 
