@@ -15,6 +15,7 @@ pub mod mempool;
 pub mod node;
 pub mod privval;
 pub mod store;
+pub mod vote_ext;
 pub mod wal;
 
 /// The chain's domain types (the `engine-types` crate, shared with `rpc`).

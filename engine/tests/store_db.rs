@@ -5,8 +5,8 @@ use std::path::Path;
 
 use engine::store::{State, Store, StoreError};
 use engine::types::{
-    Address, Block, BlockId, Commit, CommitSig, ConsensusParams, Hash, Header, PrivateKey,
-    Signature, Time, Validator, ValidatorSet, Version, BLOCK_PROTOCOL,
+    Address, Block, BlockId, Commit, CommitSig, ConsensusParams, ExtendedCommit, ExtendedCommitSig,
+    Hash, Header, PrivateKey, Signature, Time, Validator, ValidatorSet, Version, BLOCK_PROTOCOL,
 };
 
 const CHAIN: &str = "store-chain";
@@ -340,6 +340,74 @@ fn corrupt_values_are_typed_errors_naming_table_and_key() {
     }
     let store = Store::open(&path).expect("reopen");
     check(store.load_block(1).map(|_| ()), "blocks", "1");
+}
+
+/// `seen` with an extension on its precommit for the block.
+fn extended(seen: &Commit, h: u64) -> ExtendedCommit {
+    let mut ec = ExtendedCommit::from_commit(seen.clone());
+    ec.signatures[0].extension = format!("ext-{h}").into_bytes();
+    ec.signatures[0].extension_signature = vec![h as u8; 64];
+    ec
+}
+
+#[test]
+fn extended_commits_are_saved_with_their_block_and_survive_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = chain(3);
+    {
+        let store = open(dir.path());
+        // Height 1 predates vote extensions: a plain save keeps no extended commit.
+        let (b1, id1, c1) = &blocks[0];
+        store.save_block(b1, id1, c1).expect("save 1");
+        assert!(store.load_block_extended_commit(1).expect("read").is_none());
+
+        // A precommit for the block without an extension signature is
+        // refused, and nothing of the block is written.
+        let (b2, id2, c2) = &blocks[1];
+        let unsigned = ExtendedCommit::from_commit(c2.clone());
+        assert!(matches!(
+            store.save_block_with_extended_commit(b2, id2, &unsigned),
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(store.height().expect("h"), 1);
+        assert!(store.load_seen_commit(2).expect("seen").is_none());
+
+        for (b, id, seen) in &blocks[1..] {
+            let ec = extended(seen, b.header.height);
+            store
+                .save_block_with_extended_commit(b, id, &ec)
+                .expect("save with extensions");
+        }
+    }
+    let store = open(dir.path());
+    for (b, _, seen) in &blocks[1..] {
+        let h = b.header.height;
+        let ec = store
+            .load_block_extended_commit(h)
+            .expect("read")
+            .expect("saved");
+        assert_eq!(ec, extended(seen, h));
+        assert_eq!(ec.signatures[0].extension, format!("ext-{h}").into_bytes());
+        assert_eq!(
+            ec.signatures[1],
+            ExtendedCommitSig::without_extension(CommitSig::Absent)
+        );
+        // The seen commit is the same commit without extension data.
+        assert_eq!(
+            store.load_seen_commit(h).expect("seen").as_ref(),
+            Some(seen)
+        );
+    }
+
+    // Removing the latest block (store one block ahead of the state, hard
+    // rollback) removes its extended commit with it; pruning removes the
+    // older ones.
+    store.save_state(&state_after(2, &blocks)).expect("state");
+    store.rollback(true).expect("rollback");
+    assert!(store.load_block_extended_commit(3).expect("read").is_none());
+    assert_eq!(store.prune_blocks(2).expect("prune"), 1);
+    assert!(store.load_block_extended_commit(2).expect("read").is_some());
+    assert_eq!(store.height().expect("h"), 2);
 }
 
 #[test]

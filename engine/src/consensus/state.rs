@@ -176,6 +176,12 @@ impl Consensus {
         &self.votes
     }
 
+    /// A complete block of the current height held by the core, by id (the
+    /// I/O layer reads the block it precommits for to extend the vote).
+    pub fn block(&self, id: &BlockId) -> Option<&Arc<Block>> {
+        self.blocks.get(id)
+    }
+
     /// Applies one input. On `Err` the input was rejected and nothing changed.
     pub fn handle(&mut self, input: Input) -> Result<Vec<Output>, InputError> {
         let mut out = Vec::new();

@@ -1,15 +1,15 @@
 //! The consensus driver: the single place where the core's outputs become
 //! I/O (signing through the double-sign guard, the WAL, timers,
-//! PrepareProposal/ProcessProposal, block execution on a decision).
+//! PrepareProposal/ProcessProposal, ExtendVote, block execution on a
+//! decision), and the gate every input from outside passes: votes of
+//! other validators are admitted (vote-extension checks, VerifyVoteExtension)
+//! before the WAL or the core sees them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use abci::proto::{
-    ExtendedCommitInfo, ExtendedVoteInfo, RequestPrepareProposal, RequestProcessProposal,
-    Validator as AbciValidator,
-};
+use abci::proto::{ExtendedCommitInfo, RequestPrepareProposal, RequestProcessProposal};
 use tokio::sync::mpsc;
 
 use super::{now, NodeError, Shared, TxEvent};
@@ -17,7 +17,8 @@ use crate::block_exec;
 use crate::consensus::{self, Consensus, Ed25519Verifier, Input, Output};
 use crate::execution;
 use crate::privval::FilePV;
-use crate::types::{sha256, Block, Height};
+use crate::types::{sha256, Block, BlockId, ExtendedCommit, Height, Vote, VoteType};
+use crate::vote_ext::{self, VoteExtensionError};
 use crate::wal::{Durability, Wal, WalMessage};
 
 /// The consensus driver: the single place where core outputs become I/O.
@@ -104,19 +105,25 @@ impl Driver {
         loop {
             let input = match queue.pop_front() {
                 Some(i) => i,
-                None => tokio::select! {
-                    i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
-                    _ = stop.changed() => return Ok(()),
-                    _ = health.tick() => {
-                        // Any connection failing (the mempool one while the
-                        // RPC used it, say) is the app's failure: stop now
-                        // rather than at the next block.
-                        if let Some(e) = self.shared.app().failure() {
-                            return Err(e.into());
+                None => {
+                    let received = tokio::select! {
+                        i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
+                        _ = stop.changed() => return Ok(()),
+                        _ = health.tick() => {
+                            // Any connection failing (the mempool one while
+                            // the RPC used it, say) is the app's failure:
+                            // stop now rather than at the next block.
+                            if let Some(e) = self.shared.app().failure() {
+                                return Err(e.into());
+                            }
+                            continue;
                         }
-                        continue;
+                    };
+                    match self.admit(received).await? {
+                        Some(i) => i,
+                        None => continue,
                     }
-                },
+                }
             };
             let own = match &input {
                 Input::Vote(v) => Some(v.validator_address) == Some(self.pv.address()),
@@ -140,6 +147,74 @@ impl Driver {
                 self.carry_out(output, &mut queue, wal).await?;
             }
         }
+    }
+
+    /// The gate for inputs from outside the driver (timers, and the gossip
+    /// layer, which feeds peers' votes into the same channel): each vote,
+    /// alone or in a certificate, must pass [`Driver::admit_vote`] before
+    /// the WAL or the core sees it; refused votes are dropped (a
+    /// certificate keeps its admitted votes). Our own votes come back
+    /// through the local queue, already signed, and skip this.
+    async fn admit(&self, input: Input) -> Result<Option<Input>, NodeError> {
+        match input {
+            Input::Vote(vote) => Ok(self.admit_vote(&vote).await?.then_some(Input::Vote(vote))),
+            Input::Certificate(votes) => {
+                let mut kept = Vec::with_capacity(votes.len());
+                for vote in votes {
+                    if self.admit_vote(&vote).await? {
+                        kept.push(vote);
+                    }
+                }
+                Ok((!kept.is_empty()).then_some(Input::Certificate(kept)))
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
+    /// Whether a vote received from another node may enter the core
+    /// (CometBFT `addVote`'s extension rules, see
+    /// [`vote_ext::check_received_vote`]): with extensions enabled, a
+    /// precommit for a block needs a valid extension signature and the
+    /// application's ACCEPT from VerifyVoteExtension; with them disabled,
+    /// no vote may carry extension data. An application that fails to
+    /// answer stops consensus like any application failure.
+    pub(super) async fn admit_vote(&self, vote: &Vote) -> Result<bool, NodeError> {
+        let own = Some(self.pv.address());
+        let checked = self
+            .shared
+            .with_state(|s| vote_ext::check_received_vote(s, own, vote));
+        let verdict = match checked {
+            Ok(None) => Ok(()),
+            Ok(Some(request)) => vote_ext::verify_with_app(&self.shared.app(), request).await?,
+            Err(refused) => Err(refused),
+        };
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                tracing::debug!(height = vote.height, round = vote.round, validator = ?vote.validator_address, %reason, "vote refused");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Our application's extension for our precommit for `id`
+    /// (ExtendVote, with the facts ProcessProposal had for the block).
+    async fn extend_vote(&self, id: &BlockId) -> Result<Vec<u8>, NodeError> {
+        // The core precommits only for a block it holds (L36 needs it).
+        let block = self
+            .core
+            .block(id)
+            .cloned()
+            .ok_or(VoteExtensionError::UnknownBlock(*id))?;
+        let request = self
+            .shared
+            .with_state(|s| vote_ext::extend_vote_request(&block, id, s.last_validators.as_ref()));
+        let resp = self.shared.app().extend_vote(request).await?;
+        let len = resp.vote_extension.len();
+        if len > crate::types::MAX_VOTE_EXTENSION_SIZE {
+            return Err(VoteExtensionError::OwnExtensionTooLarge { len }.into());
+        }
+        Ok(resp.vote_extension.to_vec())
     }
 
     fn schedule(&self, height: Height, round: u32, step: consensus::TimeoutStep, after: Duration) {
@@ -189,7 +264,15 @@ impl Driver {
                 let floor = self.shared.last_block_time().add_nanos(1_000_000);
                 let t = now();
                 vote.timestamp = if t > floor { t } else { floor };
-                self.pv.sign_vote(&chain_id, &mut vote, false)?;
+                // With extensions enabled a precommit for a block carries
+                // our application's extension, and the signer signs it
+                // (even when empty); nil precommits and prevotes carry none.
+                let extend = vote.vote_type == VoteType::Precommit
+                    && self.shared.vote_extensions_enabled(vote.height);
+                if let (true, Some(id)) = (extend, vote.block_id) {
+                    vote.extension = self.extend_vote(&id).await?;
+                }
+                self.pv.sign_vote(&chain_id, &mut vote, extend)?;
                 queue.push_back(Input::Vote(vote));
             }
             Output::ValidateBlock { height, block, .. } => {
@@ -241,28 +324,22 @@ impl Driver {
             .map(|t| t.to_vec())
             .collect();
         let time = execution::block_time(&state, last_commit.as_ref());
-        let local_last_commit = ExtendedCommitInfo {
-            round: last_commit.as_ref().map_or(0, |c| c.round as i32),
-            votes: match (&last_commit, &state.last_validators) {
-                (Some(c), Some(vs)) => vs
-                    .validators
-                    .iter()
-                    .zip(&c.signatures)
-                    .map(|(v, s)| ExtendedVoteInfo {
-                        validator: Some(AbciValidator {
-                            address: v.address.0.to_vec().into(),
-                            power: v.voting_power,
-                        }),
-                        block_id_flag: match s {
-                            crate::types::CommitSig::Absent => 1,
-                            crate::types::CommitSig::Commit { .. } => 2,
-                            crate::types::CommitSig::Nil { .. } => 3,
-                        },
-                        ..Default::default()
-                    })
-                    .collect(),
-                _ => vec![],
-            },
+        // The previous height's votes, with their extensions when they
+        // were enabled there (from the store, so a restart keeps them).
+        let local_last_commit = match (&last_commit, &state.last_validators) {
+            (Some(c), Some(vs)) => {
+                let enabled = params.vote_extensions_enabled(c.height);
+                let ec = if enabled {
+                    self.shared
+                        .store
+                        .load_block_extended_commit(c.height)?
+                        .ok_or(VoteExtensionError::MissingExtendedCommit { height: c.height })?
+                } else {
+                    ExtendedCommit::from_commit(c.clone())
+                };
+                vote_ext::extended_commit_info(&ec, vs, enabled)?
+            }
+            _ => ExtendedCommitInfo::default(),
         };
         let resp = self
             .shared
@@ -329,7 +406,17 @@ impl Driver {
         // The core decided exactly this block: the commit names its id.
         let id = commit.block_id;
         let state = self.shared.state();
-        self.shared.store.save_block(block, &id, commit)?;
+        if state.consensus_params.vote_extensions_enabled(height) {
+            // The decided round's precommits still sit in the core: keep
+            // their extensions with the block, for the next proposer.
+            let precommits = self.core.votes().round(round).map(|r| &r.precommits);
+            let extended = vote_ext::extended_commit(commit, precommits);
+            self.shared
+                .store
+                .save_block_with_extended_commit(block, &id, &extended)?;
+        } else {
+            self.shared.store.save_block(block, &id, commit)?;
+        }
         let (next, resp) =
             block_exec::apply_block(&self.shared.app(), &self.shared.store, &state, block, &id)
                 .await?;

@@ -57,6 +57,9 @@ pub enum NodeError {
     /// The consensus WAL.
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// Vote-extension data the node produced or stored breaks the rules.
+    #[error(transparent)]
+    VoteExtension(#[from] crate::vote_ext::VoteExtensionError),
     /// The RPC listener.
     #[error("rpc listen address {addr}: {reason}")]
     Rpc {
@@ -128,6 +131,20 @@ impl Shared {
             Ok(s) => s.last_block_time,
             Err(p) => p.into_inner().last_block_time,
         }
+    }
+
+    /// Runs `f` on the current state without copying it (per received vote).
+    fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        match self.state.read() {
+            Ok(s) => f(&s),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    /// Whether vote extensions are enabled at `height` under the current
+    /// consensus parameters (those of the height being decided).
+    fn vote_extensions_enabled(&self, height: Height) -> bool {
+        self.with_state(|s| s.consensus_params.vote_extensions_enabled(height))
     }
 
     /// The current connections to the application (cheap to clone).

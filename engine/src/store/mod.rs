@@ -6,7 +6,7 @@
 //! redb file, `data/engine.db`, so a block, its commits and its meta land
 //! in one ACID transaction, and a rollback changes state and blocks
 //! together. Values are protobuf encodings of the CometBFT messages
-//! (`Block`, `BlockMeta`, `Commit`, `ValidatorSet`, `ConsensusParams`,
+//! (`Block`, `BlockMeta`, `Commit`, `ExtendedCommit`, `ValidatorSet`, `ConsensusParams`,
 //! `tendermint.state.State`, `ResponseFinalizeBlock`); keys are heights
 //! (u64) or, for the hash index, the 32-byte block hash.
 //!
@@ -17,6 +17,7 @@
 //! | `block_metas` | height | `tendermint.types.BlockMeta` |
 //! | `commits` | height h | canonical commit of h (block h+1's last commit) |
 //! | `seen_commits` | height h | the commit this node collected for h |
+//! | `extended_commits` | height h | that commit with its vote extensions (`ExtendedCommit`), for heights with extensions enabled |
 //! | `state` | `"state"` | `tendermint.state.State` |
 //! | `validators` | height | `tendermint.types.ValidatorSet` of that height |
 //! | `consensus_params` | height | `tendermint.types.ConsensusParams` of that height |
@@ -40,13 +41,16 @@ use tendermint_proto::v0_38::types as pb;
 
 pub use state::{BlockMeta, State};
 
-use crate::types::{Block, BlockId, Commit, ConsensusParams, Hash, Height, ValidatorSet};
+use crate::types::{
+    Block, BlockId, Commit, ConsensusParams, ExtendedCommit, Hash, Height, ValidatorSet,
+};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const BLOCK_HASHES: TableDefinition<&[u8], u64> = TableDefinition::new("block_hashes");
 const BLOCK_METAS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_metas");
 const COMMITS: TableDefinition<u64, &[u8]> = TableDefinition::new("commits");
 const SEEN_COMMITS: TableDefinition<u64, &[u8]> = TableDefinition::new("seen_commits");
+const EXTENDED_COMMITS: TableDefinition<u64, &[u8]> = TableDefinition::new("extended_commits");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const VALIDATORS: TableDefinition<u64, &[u8]> = TableDefinition::new("validators");
 const CONSENSUS_PARAMS: TableDefinition<u64, &[u8]> = TableDefinition::new("consensus_params");
@@ -128,6 +132,7 @@ impl Store {
             txn.open_table(BLOCK_METAS).map_err(e)?;
             txn.open_table(COMMITS).map_err(e)?;
             txn.open_table(SEEN_COMMITS).map_err(e)?;
+            txn.open_table(EXTENDED_COMMITS).map_err(e)?;
             txn.open_table(STATE).map_err(e)?;
             txn.open_table(VALIDATORS).map_err(e)?;
             txn.open_table(CONSENSUS_PARAMS).map_err(e)?;
@@ -221,6 +226,37 @@ impl Store {
         block_id: &BlockId,
         seen_commit: &Commit,
     ) -> Result<(), StoreError> {
+        self.save_block_and_commits(block, block_id, seen_commit, None)
+    }
+
+    /// [`Store::save_block`] for a height with vote extensions enabled
+    /// (CometBFT `SaveBlockWithExtendedCommit`): the seen commit is
+    /// `extended`'s plain commit, and `extended` itself is saved in the
+    /// same transaction so the next proposer (even after a restart) can
+    /// hand the extensions to the application. Every precommit for the
+    /// block must carry an extension signature.
+    pub fn save_block_with_extended_commit(
+        &self,
+        block: &Block,
+        block_id: &BlockId,
+        extended: &ExtendedCommit,
+    ) -> Result<(), StoreError> {
+        extended.ensure_extensions(true).map_err(|e| {
+            StoreError::Invalid(format!(
+                "block {}: extended commit: {e}",
+                block.header.height
+            ))
+        })?;
+        self.save_block_and_commits(block, block_id, &extended.to_commit(), Some(extended))
+    }
+
+    fn save_block_and_commits(
+        &self,
+        block: &Block,
+        block_id: &BlockId,
+        seen_commit: &Commit,
+        extended: Option<&ExtendedCommit>,
+    ) -> Result<(), StoreError> {
         let height = block.header.height;
         if block_id.hash != block.hash() {
             return Err(StoreError::Invalid(format!(
@@ -241,6 +277,7 @@ impl Store {
         };
         let meta_bytes = pb::BlockMeta::from(meta).encode_to_vec();
         let seen = pb::Commit::from(seen_commit.clone()).encode_to_vec();
+        let extended = extended.map(|e| pb::ExtendedCommit::from(e.clone()).encode_to_vec());
         let last_commit = block
             .last_commit
             .as_ref()
@@ -272,6 +309,12 @@ impl Store {
                 .map_err(self.e())?
                 .insert(height, seen.as_slice())
                 .map_err(self.e())?;
+            if let Some(ec) = extended {
+                txn.open_table(EXTENDED_COMMITS)
+                    .map_err(self.e())?
+                    .insert(height, ec.as_slice())
+                    .map_err(self.e())?;
+            }
             if let Some((h, c)) = last_commit {
                 txn.open_table(COMMITS)
                     .map_err(self.e())?
@@ -323,8 +366,21 @@ impl Store {
         self.get(SEEN_COMMITS, height, decode_commit)
     }
 
-    /// Deletes blocks (with their metas, hash entries, canonical and seen
-    /// commits) below `retain_height`, in one transaction. Returns how many
+    /// The commit this node collected for `height` with its vote extensions
+    /// (CometBFT `LoadBlockExtendedCommit`): present only for heights saved
+    /// with [`Store::save_block_with_extended_commit`].
+    pub fn load_block_extended_commit(
+        &self,
+        height: Height,
+    ) -> Result<Option<ExtendedCommit>, StoreError> {
+        self.get(EXTENDED_COMMITS, height, |b| {
+            let raw = pb::ExtendedCommit::decode(b).map_err(|e| e.to_string())?;
+            ExtendedCommit::try_from(raw).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Deletes blocks (with their metas, hash entries, canonical, seen and
+    /// extended commits) below `retain_height`, in one transaction. Returns how many
     /// blocks were deleted. `retain_height` must be at most the store's
     /// height, so the latest block is always kept.
     pub fn prune_blocks(&self, retain_height: Height) -> Result<u64, StoreError> {
@@ -345,6 +401,7 @@ impl Store {
             let mut hashes = txn.open_table(BLOCK_HASHES).map_err(self.e())?;
             let mut commits = txn.open_table(COMMITS).map_err(self.e())?;
             let mut seen = txn.open_table(SEEN_COMMITS).map_err(self.e())?;
+            let mut extended = txn.open_table(EXTENDED_COMMITS).map_err(self.e())?;
             let heights: Vec<u64> = blocks
                 .range(..retain_height)
                 .map_err(self.e())?
@@ -362,6 +419,7 @@ impl Store {
                 blocks.remove(h).map_err(self.e())?;
                 commits.remove(h).map_err(self.e())?;
                 seen.remove(h).map_err(self.e())?;
+                extended.remove(h).map_err(self.e())?;
                 pruned += 1;
             }
         }
@@ -593,7 +651,7 @@ impl Store {
     }
 
     /// Deletes the latest block `h` inside `txn`: block, meta, hash entry,
-    /// seen commit, and the canonical commit of `h - 1` it carried.
+    /// seen and extended commits, and the canonical commit of `h - 1` it carried.
     fn delete_block(&self, txn: &redb::WriteTransaction, h: Height) -> Result<(), StoreError> {
         let mut metas = txn.open_table(BLOCK_METAS).map_err(self.e())?;
         if let Some(m) = metas.remove(h).map_err(self.e())? {
@@ -611,6 +669,10 @@ impl Store {
             .remove(h)
             .map_err(self.e())?;
         txn.open_table(SEEN_COMMITS)
+            .map_err(self.e())?
+            .remove(h)
+            .map_err(self.e())?;
+        txn.open_table(EXTENDED_COMMITS)
             .map_err(self.e())?
             .remove(h)
             .map_err(self.e())?;

@@ -275,6 +275,36 @@ pub struct Commit {
     pub signatures: Vec<CommitSig>,
 }
 
+/// A validator's entry in an [`ExtendedCommit`] (CometBFT
+/// `ExtendedCommitSig`): its commit signature and, for a precommit for the
+/// committed block while vote extensions are enabled, the vote extension
+/// and the extension's signature (both empty otherwise).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ExtendedCommitSig {
+    /// The commit signature, as it appears in the block's commit.
+    pub commit_sig: CommitSig,
+    /// The precommit's vote extension.
+    pub extension: Vec<u8>,
+    /// Signature over the canonical vote extension.
+    pub extension_signature: Vec<u8>,
+}
+
+/// A commit whose precommits keep their vote extensions (CometBFT
+/// `ExtendedCommit`). Stored next to the seen commit so that the next
+/// proposer can hand the extensions to the application in PrepareProposal;
+/// it never enters a block or a hash.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ExtendedCommit {
+    /// Height of the committed block.
+    pub height: Height,
+    /// Round in which it was committed.
+    pub round: Round,
+    /// The committed block.
+    pub block_id: BlockId,
+    /// One entry per validator of the height, in set order.
+    pub signatures: Vec<ExtendedCommitSig>,
+}
+
 /// Evidence that a validator signed two conflicting votes.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct DuplicateVoteEvidence {
@@ -350,6 +380,7 @@ mod canonical;
 mod commit_verify;
 mod crypto;
 mod evidence;
+mod extended_commit;
 mod merkle;
 mod params;
 mod part_set;

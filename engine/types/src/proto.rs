@@ -174,7 +174,7 @@ impl From<Vote> for pb::Vote {
 }
 
 /// CometBFT's `MaxSignatureSize` (for extension signatures).
-const MAX_SIGNATURE_SIZE: usize = 64;
+pub(crate) const MAX_SIGNATURE_SIZE: usize = 64;
 /// CometBFT's `MaxVoteExtensionSize`.
 pub const MAX_VOTE_EXTENSION_SIZE: usize = 1024 * 1024;
 

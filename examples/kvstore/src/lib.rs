@@ -493,6 +493,30 @@ mod tests {
         }
     }
 
+    /// Go's kvstore v0.38 keeps `BaseApplication`'s vote-extension
+    /// answers: no extension of its own, and every extension accepted.
+    #[tokio::test]
+    async fn vote_extensions_are_answered_like_go_base_application() {
+        use abci::proto::response_verify_vote_extension::VerifyStatus;
+        use abci::proto::{RequestExtendVote, RequestVerifyVoteExtension};
+        let app = KvStore::new();
+        let ext = app
+            .extend_vote(RequestExtendVote {
+                height: 2,
+                ..Default::default()
+            })
+            .await;
+        assert!(ext.vote_extension.is_empty());
+        let verdict = app
+            .verify_vote_extension(RequestVerifyVoteExtension {
+                height: 2,
+                vote_extension: b"anything".to_vec().into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(verdict.status, i32::from(VerifyStatus::Accept));
+    }
+
     #[test]
     fn parses_both_validator_tx_forms() {
         let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
