@@ -467,7 +467,16 @@ impl ConsensusConfig {
             precommit: self.timeout_precommit.0,
             precommit_delta: self.timeout_precommit_delta.0,
             commit: self.timeout_commit.0,
+            create_empty_blocks_interval: self.create_empty_blocks_interval.0,
         }
+    }
+
+    /// Whether round 0 waits for transactions before proposing, unless the
+    /// height needs a proof block (CometBFT's `WaitForTxs`): with
+    /// `create_empty_blocks = false`, or with an interval, which then bounds
+    /// the wait.
+    pub fn wait_for_txs(&self) -> bool {
+        !self.create_empty_blocks || !self.create_empty_blocks_interval.0.is_zero()
     }
 }
 

@@ -48,7 +48,7 @@ pub mod verifier;
 mod world;
 
 pub use checks::{Property, Violation};
-pub use config::{NetworkConfig, Powers, SimConfig, Strategy};
+pub use config::{NetworkConfig, Powers, SimConfig, Strategy, WaitForTxs};
 pub use report::{run_seeds, RunReport, Summary};
 pub use runner::{run, validator_key, CHAIN_ID, MAX_EVENTS};
 pub use world::INVALID_TX;
