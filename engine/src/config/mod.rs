@@ -424,7 +424,9 @@ pub struct ConsensusConfig {
     pub skip_timeout_commit: bool,
     /// Produce blocks without transactions.
     pub create_empty_blocks: bool,
-    /// Interval between empty blocks when create_empty_blocks is false.
+    /// The longest round 0 waits for transactions before making an empty
+    /// block (0: no limit). When set, round 0 waits even with
+    /// create_empty_blocks = true (CometBFT's WaitForTxs).
     pub create_empty_blocks_interval: GoDuration,
     /// Gossip routine sleep.
     pub peer_gossip_sleep_duration: GoDuration,
