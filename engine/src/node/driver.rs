@@ -103,9 +103,15 @@ impl Driver {
                     );
                 }
             }
-            // The mempool outlives a driver restarted for a failed app: txs
-            // it reported before this driver subscribed still count.
-            queue.extend(self.txs_release());
+            if rs.step == Step::NewRound && !self.wait_for_txs {
+                // The node restarted with create_empty_blocks on and no
+                // interval: nothing else would end the wait.
+                queue.push_back(Input::TxsAvailable { height: rs.height });
+            } else {
+                // The mempool outlives a driver restarted for a failed app:
+                // txs it reported before this driver subscribed still count.
+                queue.extend(self.txs_release());
+            }
         } else {
             queue.push_back(Input::StartHeight {
                 height,
