@@ -222,6 +222,7 @@ fn state_machine(c: &mut Criterion) {
                     core.handle(Input::StartHeight {
                         height: 1,
                         validators: vals.clone(),
+                        wait_for_txs: false,
                     })
                     .expect("start");
                     let mut decided = false;

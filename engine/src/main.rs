@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use engine::home::{Home, InitOptions};
 use engine::node::now;
 
+use engine::config::GoDuration;
 use engine::config::COMETBFT_VERSION as COMETBFT_COMPAT;
 
 #[derive(Parser)]
@@ -56,9 +57,13 @@ enum Command {
         /// Node name.
         #[arg(long)]
         moniker: Option<String>,
-        /// Produce blocks without transactions.
+        /// Produce blocks without transactions (false: only when there are
+        /// transactions or the app hash changed).
         #[arg(long = "consensus.create_empty_blocks")]
         create_empty_blocks: Option<bool>,
+        /// The longest wait for transactions before an empty block, e.g. "30s".
+        #[arg(long = "consensus.create_empty_blocks_interval", value_parser = GoDuration::parse)]
+        create_empty_blocks_interval: Option<GoDuration>,
     },
     /// Print this node's p2p ID.
     #[command(name = "show-node-id")]
@@ -139,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             persistent_peers,
             moniker,
             create_empty_blocks,
+            create_empty_blocks_interval,
         } => {
             if !Home::exists(&dir) {
                 Home::init(&dir, &InitOptions::default(), now())?;
@@ -163,6 +169,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(v) = create_empty_blocks {
                 c.consensus.create_empty_blocks = v;
+            }
+            if let Some(v) = create_empty_blocks_interval {
+                c.consensus.create_empty_blocks_interval = v;
             }
             c.validate(&Home::config_path(&dir))?;
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use engine::execution::{
-    apply_init_chain, block_time, evidence_byte_size, genesis_state, make_block, next_height,
-    next_state, validate_block, ExecError, HeaderField,
+    apply_init_chain, block_time, evidence_byte_size, genesis_state, make_block, needs_proof_block,
+    next_height, next_state, validate_block, ExecError, HeaderField,
 };
 use engine::genesis::{GenesisDoc, GenesisValidator};
 use engine::store::State;
@@ -233,6 +233,43 @@ fn chain_of_blocks_validates_and_advances() {
     }
     assert_eq!(counts.len(), 4);
     assert!(counts.values().all(|c| *c == 2), "{counts:?}");
+}
+
+/// create_empty_blocks = false still makes a block at the initial height
+/// and after every block that changed the app hash, and only then.
+#[test]
+fn proof_blocks_follow_the_initial_height_and_app_hash_changes() {
+    let mut chain = Chain::with_genesis(genesis(&[10], 5));
+    assert!(needs_proof_block(&chain.state, 5, None), "initial height");
+    let same = |chain: &Chain| ResponseFinalizeBlock {
+        app_hash: chain.state.app_hash.clone().into(),
+        ..Default::default()
+    };
+    // Block 5 leaves the app hash unchanged (InitChain's, here empty, is
+    // replaced by a fixed one first so that "unchanged" is not "empty").
+    let fixed = ResponseFinalizeBlock {
+        app_hash: vec![7; 8].into(),
+        ..Default::default()
+    };
+    let b5 = chain.step_with(vec![], fixed);
+    assert!(
+        needs_proof_block(&chain.state, 6, Some(&b5.header.app_hash)),
+        "block 5 changed the app hash from empty to 0707..: block 6 proves it"
+    );
+    let b6 = chain.step_with(vec![], same(&chain));
+    assert!(
+        !needs_proof_block(&chain.state, 7, Some(&b6.header.app_hash)),
+        "block 6 changed nothing: height 7 may wait"
+    );
+    let b7 = chain.step_with(vec![tx(1)], ResponseFinalizeBlock::default());
+    assert!(
+        needs_proof_block(&chain.state, 8, Some(&b7.header.app_hash)),
+        "block 7 changed the app hash"
+    );
+    assert!(
+        needs_proof_block(&chain.state, 8, None),
+        "an unknown previous block"
+    );
 }
 
 #[test]

@@ -101,7 +101,14 @@ fn all_inputs(h: u64) -> Vec<Input> {
         Input::StartHeight {
             height: h,
             validators: validators(),
+            wait_for_txs: false,
         },
+        Input::StartHeight {
+            height: h,
+            validators: validators(),
+            wait_for_txs: true,
+        },
+        Input::TxsAvailable { height: h },
         Input::Proposal(p),
         Input::Block {
             block_id: id,
@@ -128,6 +135,11 @@ fn all_inputs(h: u64) -> Vec<Input> {
             height: h,
             round: 2,
             step: TimeoutStep::Precommit,
+        },
+        Input::Timeout {
+            height: h,
+            round: 0,
+            step: TimeoutStep::NewRound,
         },
         Input::ProposalValue {
             height: h,
@@ -478,4 +490,51 @@ fn a_log_that_crashed_before_its_first_marker_starts_over() {
         .expect("replay")
         .expect("marker")
         .is_empty());
+}
+
+/// A StartHeight written before `wait_for_txs` existed (no field 3)
+/// replays as a height that does not wait, which is how those nodes ran;
+/// a waiting one keeps its flag through the envelope.
+#[test]
+fn start_height_without_wait_for_txs_replays_as_not_waiting() {
+    use prost::Message;
+    use wal::record::{from_record, to_record, wal_record::Msg, StartHeightMsg, WalRecord};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldStartHeightMsg {
+        #[prost(uint64, tag = "1")]
+        height: u64,
+        #[prost(message, optional, tag = "2")]
+        validators: Option<tendermint_proto::v0_38::types::ValidatorSet>,
+    }
+    let old = OldStartHeightMsg {
+        height: 7,
+        validators: Some(validators().into()),
+    };
+    let decoded = StartHeightMsg::decode(old.encode_to_vec().as_slice()).expect("decodes");
+    let record = WalRecord {
+        time: Some(t(0).into()),
+        msg: Some(Msg::StartHeight(decoded)),
+    };
+    let msg = from_record(record).expect("valid").msg;
+    assert!(
+        matches!(
+            msg,
+            WalMessage::Input(Input::StartHeight {
+                height: 7,
+                wait_for_txs: false,
+                ..
+            })
+        ),
+        "{msg:?}"
+    );
+
+    let waiting = WalMessage::Input(Input::StartHeight {
+        height: 8,
+        validators: validators(),
+        wait_for_txs: true,
+    });
+    let bytes = to_record(t(1), &waiting).encode_to_vec();
+    let back = from_record(WalRecord::decode(bytes.as_slice()).expect("decodes")).expect("valid");
+    assert!(same(&back.msg, &waiting), "{:?}", back.msg);
 }

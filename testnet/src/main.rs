@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use testnet::sim::{self, scenarios, NetworkConfig, Powers, SimConfig, Strategy, Summary};
+use testnet::sim::{
+    self, scenarios, NetworkConfig, Powers, SimConfig, Strategy, Summary, WaitForTxs,
+};
 
 /// Local networks of engine validators.
 #[derive(Parser, Debug)]
@@ -73,6 +75,21 @@ struct SimArgs {
     /// Synchronous network (GST at 0, no loss).
     #[arg(long)]
     sync: bool,
+    /// Round 0 waits for transactions above height 1
+    /// (create_empty_blocks = false).
+    #[arg(long)]
+    wait_for_txs: bool,
+    /// With --wait-for-txs: each node hears of transactions within this
+    /// many simulated milliseconds of starting a height (default: never).
+    #[arg(long, requires = "wait_for_txs")]
+    txs_within: Option<u64>,
+    /// With --wait-for-txs: at each height one honest node never hears of
+    /// transactions.
+    #[arg(long, requires = "wait_for_txs")]
+    deaf: bool,
+    /// create_empty_blocks_interval in simulated milliseconds (0: none).
+    #[arg(long, default_value_t = 0)]
+    empty_blocks_interval: u64,
     /// Run CI's scenario matrix instead of one configuration.
     #[arg(long)]
     matrix: bool,
@@ -112,12 +129,18 @@ impl SimArgs {
                 ..NetworkConfig::default()
             }
         };
-        #[allow(unused_mut)]
         let mut cfg = SimConfig::new(self.validators, self.byzantine)
             .powers(self.powers)
             .strategies(&self.strategy)
             .heights(self.heights)
-            .network(network);
+            .network(network)
+            .empty_blocks_interval(self.empty_blocks_interval);
+        if self.wait_for_txs {
+            cfg = cfg.wait_for_txs(WaitForTxs {
+                txs_within_ms: self.txs_within,
+                one_deaf: self.deaf,
+            });
+        }
         #[cfg(feature = "mutants")]
         if let Some(m) = &self.mutant {
             cfg.mutant = Some(parse_mutant(m)?);
@@ -150,6 +173,22 @@ fn reproduce_command(cfg: &SimConfig, seed: u64) -> String {
         if n.crashes > 0 {
             c.push_str(&format!(" --crashes {}", n.crashes));
         }
+    }
+    if let Some(w) = cfg.wait_for_txs {
+        c.push_str(" --wait-for-txs");
+        if let Some(ms) = w.txs_within_ms {
+            c.push_str(&format!(" --txs-within {ms}"));
+        }
+        if w.one_deaf {
+            c.push_str(" --deaf");
+        }
+    }
+    let interval = cfg.timeouts.create_empty_blocks_interval;
+    if !interval.is_zero() {
+        c.push_str(&format!(
+            " --empty-blocks-interval {}",
+            interval.as_millis()
+        ));
     }
     #[cfg(feature = "mutants")]
     if let Some(m) = cfg.mutant {

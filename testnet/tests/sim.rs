@@ -3,7 +3,7 @@
 //! chaos, partitions and crash-restarts) and requires zero violations.
 
 use testnet::sim::scenarios::{attack_scenarios, ci_matrix, Scenario};
-use testnet::sim::{run, run_seeds, NetworkConfig, SimConfig, Strategy};
+use testnet::sim::{run, run_seeds, NetworkConfig, SimConfig, Strategy, WaitForTxs};
 
 fn run_all(scenarios: &[Scenario]) -> u64 {
     let mut seeds = 0;
@@ -112,4 +112,45 @@ fn equivocations_produce_evidence() {
     let s = run_seeds(&cfg, 0..10, false).expect("valid");
     assert_eq!(s.violating_seeds, 0, "{s}");
     assert!(s.evidence > 0, "{s}");
+}
+
+/// create_empty_blocks = false with no transactions at all: every height
+/// after the first waits the whole empty-blocks interval, then decides.
+#[test]
+fn without_txs_heights_come_every_empty_blocks_interval() {
+    let interval = 5_000;
+    let cfg = SimConfig::new(4, 0)
+        .network(NetworkConfig::synchronous())
+        .wait_for_txs(WaitForTxs {
+            txs_within_ms: None,
+            one_deaf: false,
+        })
+        .empty_blocks_interval(interval);
+    for seed in 0..5 {
+        let r = run(&cfg, seed).expect("valid");
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.heights_decided, cfg.heights);
+        assert!(
+            r.sim_time_ms >= (cfg.heights - 1) * interval,
+            "heights 2.. each waited {interval} ms: ended at {} ms",
+            r.sim_time_ms
+        );
+    }
+    // With transactions there from the start, nobody waits that long.
+    let eager = cfg.wait_for_txs(WaitForTxs {
+        txs_within_ms: Some(0),
+        one_deaf: false,
+    });
+    let r = run(&eager, 0).expect("valid");
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert!(r.sim_time_ms < interval, "{} ms", r.sim_time_ms);
+}
+
+#[test]
+fn waiting_for_txs_that_never_come_needs_an_interval() {
+    let cfg = SimConfig::new(4, 0).wait_for_txs(WaitForTxs {
+        txs_within_ms: None,
+        one_deaf: false,
+    });
+    assert!(run(&cfg, 0).is_err());
 }

@@ -424,7 +424,9 @@ pub struct ConsensusConfig {
     pub skip_timeout_commit: bool,
     /// Produce blocks without transactions.
     pub create_empty_blocks: bool,
-    /// Interval between empty blocks when create_empty_blocks is false.
+    /// The longest round 0 waits for transactions before making an empty
+    /// block (0: no limit). When set, round 0 waits even with
+    /// create_empty_blocks = true (CometBFT's WaitForTxs).
     pub create_empty_blocks_interval: GoDuration,
     /// Gossip routine sleep.
     pub peer_gossip_sleep_duration: GoDuration,
@@ -467,7 +469,16 @@ impl ConsensusConfig {
             precommit: self.timeout_precommit.0,
             precommit_delta: self.timeout_precommit_delta.0,
             commit: self.timeout_commit.0,
+            create_empty_blocks_interval: self.create_empty_blocks_interval.0,
         }
+    }
+
+    /// Whether round 0 waits for transactions before proposing, unless the
+    /// height needs a proof block (CometBFT's `WaitForTxs`): with
+    /// `create_empty_blocks = false`, or with an interval, which then bounds
+    /// the wait.
+    pub fn wait_for_txs(&self) -> bool {
+        !self.create_empty_blocks || !self.create_empty_blocks_interval.0.is_zero()
     }
 }
 

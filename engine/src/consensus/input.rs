@@ -18,6 +18,20 @@ pub enum Input {
         height: Height,
         /// Validators of `height`.
         validators: ValidatorSet,
+        /// Round 0 waits in [`super::Step::NewRound`] for
+        /// [`Input::TxsAvailable`] (or the `create_empty_blocks_interval`
+        /// timeout) before proposing. The I/O layer sets it when
+        /// `create_empty_blocks = false` or an interval is configured and
+        /// the height needs no proof block (CometBFT's `WaitForTxs() &&
+        /// !needProofBlock(height)`): the core cannot see the mempool or the
+        /// app hash, and recording the decision here keeps WAL replay exact.
+        wait_for_txs: bool,
+    },
+    /// The mempool holds transactions for `height`: a round 0 waiting for
+    /// them proposes now. A no-op at any other height or step.
+    TxsAvailable {
+        /// The height the transactions are for.
+        height: Height,
     },
     /// A signed proposal, from a peer or our own signed proposal fed back.
     Proposal(Proposal),

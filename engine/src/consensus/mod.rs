@@ -42,6 +42,10 @@ pub enum TimeoutStep {
     Prevote,
     /// timeoutPrecommit (L65).
     Precommit,
+    /// The longest round 0 waits for transactions before proposing
+    /// (`create_empty_blocks_interval`; CometBFT's RoundStepNewRound
+    /// timeout). Scheduled only when round 0 waits and the interval is set.
+    NewRound,
 }
 
 /// Timeout durations with CometBFT's per-round increments: the timeout of a
@@ -63,6 +67,9 @@ pub struct Timeouts {
     /// timeout_commit (default 1 s): the I/O layer waits this long after a
     /// decision before starting the next height.
     pub commit: Duration,
+    /// create_empty_blocks_interval (default 0, no limit): when round 0
+    /// waits for transactions, it proposes after this long anyway.
+    pub create_empty_blocks_interval: Duration,
 }
 
 impl Default for Timeouts {
@@ -75,6 +82,7 @@ impl Default for Timeouts {
             precommit: Duration::from_millis(1000),
             precommit_delta: Duration::from_millis(500),
             commit: Duration::from_millis(1000),
+            create_empty_blocks_interval: Duration::ZERO,
         }
     }
 }
@@ -86,6 +94,8 @@ impl Timeouts {
             TimeoutStep::Propose => (self.propose, self.propose_delta),
             TimeoutStep::Prevote => (self.prevote, self.prevote_delta),
             TimeoutStep::Precommit => (self.precommit, self.precommit_delta),
+            // Only round 0 waits for transactions: no per-round increment.
+            TimeoutStep::NewRound => (self.create_empty_blocks_interval, Duration::ZERO),
         };
         base.saturating_add(delta.saturating_mul(round))
     }

@@ -43,6 +43,14 @@ const FUTURE_PROPOSAL_ROUNDS: Round = 16;
 pub enum Step {
     /// No height started yet.
     Unstarted,
+    /// Round 0 waits for transactions before entering Propose
+    /// (`create_empty_blocks = false` or an interval; CometBFT's
+    /// RoundStepNewRound). No timeoutPropose runs and the proposer has not
+    /// asked for a value. The wait ends with [`Input::TxsAvailable`], the
+    /// [`TimeoutStep::NewRound`] timeout, or votes of more than 1/3 of the
+    /// power in round 0; a complete valid proposal is prevoted right away,
+    /// and decisions and round skips work as in every step.
+    NewRound,
     /// Waiting for the round's proposal.
     Propose,
     /// Prevoted; waiting for +2/3 prevotes.
@@ -186,9 +194,12 @@ impl Consensus {
     pub fn handle(&mut self, input: Input) -> Result<Vec<Output>, InputError> {
         let mut out = Vec::new();
         match input {
-            Input::StartHeight { height, validators } => {
-                self.start_height(height, validators, &mut out)?
-            }
+            Input::StartHeight {
+                height,
+                validators,
+                wait_for_txs,
+            } => self.start_height(height, validators, wait_for_txs, &mut out)?,
+            Input::TxsAvailable { height } => self.on_txs_available(height, &mut out),
             Input::Proposal(p) => self.on_proposal(p, &mut out)?,
             Input::Block { block_id, block } => self.on_block(block_id, block, &mut out)?,
             Input::Vote(v) => self.on_vote(v, &mut out)?,
@@ -218,6 +229,7 @@ impl Consensus {
         &mut self,
         height: Height,
         validators: ValidatorSet,
+        wait_for_txs: bool,
         out: &mut Vec<Output>,
     ) -> Result<(), InputError> {
         let started = self.step != Step::Unstarted;
@@ -250,7 +262,11 @@ impl Consensus {
         let proposals = std::mem::take(&mut self.future_proposals);
         let blocks = std::mem::take(&mut self.future_blocks);
 
-        self.start_round(0, out); // L10-L21 via StartRound(0)
+        if wait_for_txs {
+            self.wait_for_txs(out);
+        } else {
+            self.start_round(0, out); // L10-L21 via StartRound(0)
+        }
 
         // Votes that arrived early are checked again, now against this
         // height's validator set; rejected ones are dropped silently.
@@ -266,6 +282,16 @@ impl Consensus {
             }
         }
         Ok(())
+    }
+
+    /// Transactions arrived for `height`: a waiting round 0 proposes. Stale
+    /// or early notices change nothing (the mempool notifies once per
+    /// height and the I/O layer checks it again when a height starts).
+    fn on_txs_available(&mut self, height: Height, out: &mut Vec<Output>) {
+        if height == self.height && self.step == Step::NewRound {
+            self.enter_propose(out);
+            self.apply_rules(out);
+        }
     }
 
     fn on_proposal(&mut self, p: Proposal, out: &mut Vec<Output>) -> Result<(), InputError> {
@@ -507,6 +533,8 @@ impl Consensus {
             (TimeoutStep::Prevote, Step::Prevote) => {
                 self.precommit(None, out);
             }
+            // create_empty_blocks_interval elapsed: round 0 proposes anyway.
+            (TimeoutStep::NewRound, Step::NewRound) => self.enter_propose(out),
             // L65: OnTimeoutPrecommit in any step of the round.
             (TimeoutStep::Precommit, s) if s != Step::Commit => match round.checked_add(1) {
                 Some(next) => self.start_round(next, out),
@@ -590,7 +618,14 @@ impl Consensus {
             if self.try_skip_round(out) {
                 continue;
             }
-            if self.step == Step::Propose && self.try_prevote_on_proposal(out) {
+            // CometBFT prevotes a complete proposal also while round 0 waits
+            // for transactions (handleCompleteProposal, Step <= Propose).
+            if matches!(self.step, Step::NewRound | Step::Propose)
+                && self.try_prevote_on_proposal(out)
+            {
+                continue;
+            }
+            if self.step == Step::NewRound && self.try_join_round_zero(out) {
                 continue;
             }
             if self.step >= Step::Prevote && self.try_polka(out) {
@@ -651,6 +686,25 @@ impl Consensus {
             }
             None => false,
         }
+    }
+
+    /// Ends a round 0 wait for transactions once validators with more than
+    /// 1/3 of the power (so at least one honest one) voted in it: the height
+    /// is under way, and a validator without transactions of its own (its
+    /// mempool refused them, or it restarted with an empty one) must not be
+    /// what keeps the others from a quorum. Not in CometBFT, which waits
+    /// for its own transactions or a complete proposal; waiting delays only
+    /// the start of Propose, so ending it early is always safe.
+    fn try_join_round_zero(&mut self, out: &mut Vec<Output>) -> bool {
+        let t = *self.votes.thresholds();
+        let joined = self
+            .votes
+            .round(self.round)
+            .is_some_and(|rv| t.is_one_third_plus(rv.sender_weight()));
+        if joined {
+            self.enter_propose(out);
+        }
+        joined
     }
 
     /// L22 and L28: prevote on the current round's proposal.
@@ -770,8 +824,27 @@ impl Consensus {
     /// StartRound(round), L11-L21.
     fn start_round(&mut self, round: Round, out: &mut Vec<Output>) {
         self.round = round;
-        self.step = Step::Propose;
         self.flags = RoundFlags::default();
+        self.enter_propose(out);
+    }
+
+    /// Round 0 of a new height waits for transactions instead of proposing
+    /// (CometBFT's enterNewRound with waitForTxs), bounded by
+    /// create_empty_blocks_interval when one is set.
+    fn wait_for_txs(&mut self, out: &mut Vec<Output>) {
+        self.round = 0;
+        self.step = Step::NewRound;
+        self.flags = RoundFlags::default();
+        if !self.config.timeouts.create_empty_blocks_interval.is_zero() {
+            self.schedule(TimeoutStep::NewRound, out);
+        }
+    }
+
+    /// The body of StartRound (L11-L21) for the current round: propose or
+    /// ask for a value if we are the proposer, and start timeoutPropose.
+    fn enter_propose(&mut self, out: &mut Vec<Output>) {
+        let round = self.round;
+        self.step = Step::Propose;
         let proposer = self.proposer(round);
         if self.is_me(&proposer) {
             match self

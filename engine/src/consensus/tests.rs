@@ -67,6 +67,7 @@ impl Net {
         c.handle(Input::StartHeight {
             height: 1,
             validators: self.vals.clone(),
+            wait_for_txs: false,
         })
         .expect("start");
         c
@@ -675,6 +676,7 @@ fn proposer_requests_a_value_then_reproposes_its_valid_value() {
         .handle(Input::StartHeight {
             height: 1,
             validators: net.vals.clone(),
+            wait_for_txs: false,
         })
         .expect("start");
     assert!(
@@ -989,6 +991,7 @@ fn next_height_messages_wait_for_that_height() {
     c.handle(Input::StartHeight {
         height: 2,
         validators: net.vals.clone(),
+        wait_for_txs: false,
     })
     .expect("start 2");
     // The buffered votes were counted at height 2: +1/3 in round 7 skipped there.
@@ -1203,7 +1206,8 @@ fn an_unstarted_core_rejects_messages() {
     assert!(matches!(
         c.handle(Input::StartHeight {
             height: 0,
-            validators: net.vals.clone()
+            validators: net.vals.clone(),
+            wait_for_txs: false,
         }),
         Err(InputError::InvalidStart(0))
     ));
@@ -1431,6 +1435,7 @@ fn next_height_proposals_are_kept_when_signed_by_the_predicted_proposer() {
         .handle(Input::StartHeight {
             height: 2,
             validators: next,
+            wait_for_txs: false,
         })
         .expect("start 2");
     assert!(
@@ -1438,4 +1443,302 @@ fn next_height_proposals_are_kept_when_signed_by_the_predicted_proposer() {
             .any(|o| matches!(o, Output::ValidateBlock { height: 2, .. })),
         "the buffered proposal and block are used at height 2"
     );
+}
+
+// ----- create_empty_blocks = false: round 0 waits for transactions ------
+
+impl Net {
+    /// Validator `me` at height 1, started with round 0 waiting for
+    /// transactions; `interval` is create_empty_blocks_interval (zero: none).
+    /// Returns the core and the outputs of the start.
+    fn waiting_node(&self, me: usize, interval: std::time::Duration) -> (Consensus, Vec<Output>) {
+        let mut cfg = Config::new(CHAIN, Some(self.addr(me)));
+        cfg.timeouts.create_empty_blocks_interval = interval;
+        let mut c = Consensus::new(cfg, Arc::new(Ed25519Verifier));
+        let out = c
+            .handle(Input::StartHeight {
+                height: 1,
+                validators: self.vals.clone(),
+                wait_for_txs: true,
+            })
+            .expect("start");
+        (c, out)
+    }
+}
+
+fn schedules(out: &[Output], step: TimeoutStep, round: u32) -> bool {
+    out.iter().any(|o| {
+        matches!(o, Output::ScheduleTimeout { step: s, round: r, .. } if *s == step && *r == round)
+    })
+}
+
+fn requests_proposal(out: &[Output]) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Output::RequestProposal { .. }))
+}
+
+#[test]
+fn round_zero_waits_for_txs_until_released() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (other, p0) = roles(&net);
+    let (mut proposer, out) = net.waiting_node(p0, std::time::Duration::ZERO);
+    assert!(out.is_empty(), "no RequestProposal, no timeout: {out:?}");
+    assert_eq!(proposer.round_state().step, Step::NewRound);
+    let (mut follower, out) = net.waiting_node(other, std::time::Duration::ZERO);
+    assert!(out.is_empty(), "no timeoutPropose while waiting: {out:?}");
+
+    // A stray timeoutPropose (none is scheduled while waiting) and a notice
+    // for another height change nothing.
+    for c in [&mut proposer, &mut follower] {
+        let out = feed(
+            c,
+            [
+                Input::Timeout {
+                    height: 1,
+                    round: 0,
+                    step: TimeoutStep::Propose,
+                },
+                Input::TxsAvailable { height: 2 },
+            ],
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(c.round_state().step, Step::NewRound);
+    }
+
+    // Transactions arrive: the proposer asks for a value, everyone starts
+    // timeoutPropose, exactly as a round that never waited.
+    let out = feed(&mut proposer, [Input::TxsAvailable { height: 1 }]);
+    assert!(out.contains(&Output::RequestProposal {
+        height: 1,
+        round: 0
+    }));
+    assert!(schedules(&out, TimeoutStep::Propose, 0), "{out:?}");
+    assert_eq!(proposer.round_state().step, Step::Propose);
+    let out = feed(&mut follower, [Input::TxsAvailable { height: 1 }]);
+    assert!(!requests_proposal(&out));
+    assert!(schedules(&out, TimeoutStep::Propose, 0), "{out:?}");
+    // A second notice is a no-op.
+    assert!(feed(&mut proposer, [Input::TxsAvailable { height: 1 }]).is_empty());
+    // After the release, timeoutPropose works as usual (L57).
+    let out = feed(
+        &mut follower,
+        [Input::Timeout {
+            height: 1,
+            round: 0,
+            step: TimeoutStep::Propose,
+        }],
+    );
+    assert_eq!(votes_of(&out), vec![(VoteType::Prevote, 0, None)]);
+}
+
+#[test]
+fn the_interval_ends_the_wait_without_txs() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (_, p0) = roles(&net);
+    let interval = std::time::Duration::from_secs(30);
+    let (mut c, out) = net.waiting_node(p0, interval);
+    assert_eq!(
+        out,
+        vec![Output::ScheduleTimeout {
+            height: 1,
+            round: 0,
+            step: TimeoutStep::NewRound,
+            duration: interval,
+        }],
+        "only the interval runs while waiting"
+    );
+    let out = feed(
+        &mut c,
+        [Input::Timeout {
+            height: 1,
+            round: 0,
+            step: TimeoutStep::NewRound,
+        }],
+    );
+    assert!(requests_proposal(&out), "an empty block after the interval");
+    assert!(schedules(&out, TimeoutStep::Propose, 0));
+    // Once proposing, the interval timeout is stale.
+    let again = feed(
+        &mut c,
+        [Input::Timeout {
+            height: 1,
+            round: 0,
+            step: TimeoutStep::NewRound,
+        }],
+    );
+    assert!(again.is_empty(), "{again:?}");
+}
+
+/// CometBFT's handleCompleteProposal prevotes in any step up to Propose:
+/// a validator without transactions prevotes the proposer's block.
+#[test]
+fn a_complete_proposal_is_prevoted_while_waiting() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, p0) = roles(&net);
+    let (mut c, _) = net.waiting_node(me, std::time::Duration::ZERO);
+    let (id, block) = net.block(1, p0);
+    let out = feed(&mut c, [Input::Proposal(net.proposal(0, None, id))]);
+    assert!(out.is_empty(), "the block is not complete yet: {out:?}");
+    assert_eq!(c.round_state().step, Step::NewRound);
+    let out = feed(
+        &mut c,
+        [Input::Block {
+            block_id: id,
+            block,
+        }],
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::ValidateBlock { .. })),
+        "{out:?}"
+    );
+    assert!(votes_of(&out).is_empty(), "valid(v) not known yet");
+    let out = feed(
+        &mut c,
+        [Input::BlockValidated {
+            height: 1,
+            block_id: id,
+            valid: true,
+        }],
+    );
+    assert_eq!(votes_of(&out), vec![(VoteType::Prevote, 0, Some(id))]);
+    assert!(
+        !schedules(&out, TimeoutStep::Propose, 0),
+        "past Propose, no timeoutPropose: {out:?}"
+    );
+    // The round goes on as usual: a polka, a precommit, a decision.
+    let others: Vec<usize> = (0..4).filter(|i| *i != me).collect();
+    let out = feed(
+        &mut c,
+        others
+            .iter()
+            .take(2)
+            .map(|i| Input::Vote(net.vote(*i, VoteType::Prevote, 0, Some(id))))
+            .chain([Input::Vote(net.vote(me, VoteType::Prevote, 0, Some(id)))]),
+    );
+    assert_eq!(votes_of(&out), vec![(VoteType::Precommit, 0, Some(id))]);
+    // A late notice changes nothing.
+    assert!(feed(&mut c, [Input::TxsAvailable { height: 1 }]).is_empty());
+}
+
+/// A validator whose mempool never sees the transactions (or that
+/// restarted with an empty one) joins once more than 1/3 of the power
+/// votes in round 0: it cannot be what keeps the others from a quorum.
+#[test]
+fn votes_of_more_than_a_third_in_round_zero_end_the_wait() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (_, p0) = roles(&net);
+    let (mut c, _) = net.waiting_node(p0, std::time::Duration::ZERO);
+    let voters: Vec<usize> = (0..4).filter(|i| *i != p0).collect();
+    let out = feed(
+        &mut c,
+        [Input::Vote(net.vote(voters[0], VoteType::Prevote, 0, None))],
+    );
+    assert!(out.is_empty(), "one of four is not +1/3: {out:?}");
+    assert_eq!(c.round_state().step, Step::NewRound);
+    let out = feed(
+        &mut c,
+        [Input::Vote(net.vote(voters[1], VoteType::Prevote, 0, None))],
+    );
+    assert!(out.contains(&Output::RequestProposal {
+        height: 1,
+        round: 0
+    }));
+    assert!(schedules(&out, TimeoutStep::Propose, 0));
+    assert_eq!(c.round_state().step, Step::Propose);
+}
+
+#[test]
+fn rounds_above_zero_never_wait() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let me = bystander(&net);
+    let (mut c, _) = net.waiting_node(me, std::time::Duration::ZERO);
+    // L55: two of four in round 1 move us there, and round 1 proposes.
+    let movers: Vec<usize> = (0..4).filter(|i| *i != me).take(2).collect();
+    let out = feed(
+        &mut c,
+        movers
+            .iter()
+            .map(|i| Input::Vote(net.vote(*i, VoteType::Prevote, 1, None))),
+    );
+    assert_eq!(c.round_state().round, 1);
+    assert_eq!(c.round_state().step, Step::Propose);
+    assert!(schedules(&out, TimeoutStep::Propose, 1), "{out:?}");
+
+    // L65 from a waiting round 0: round 1 does not wait either.
+    let (mut c, _) = net.waiting_node(net.proposer(1), std::time::Duration::ZERO);
+    let out = feed(
+        &mut c,
+        [Input::Timeout {
+            height: 1,
+            round: 0,
+            step: TimeoutStep::Precommit,
+        }],
+    );
+    assert_eq!(c.round_state().round, 1);
+    assert!(out.contains(&Output::RequestProposal {
+        height: 1,
+        round: 1
+    }));
+}
+
+/// +2/3 precommits decide while round 0 still waits (a validator that saw
+/// neither the transactions nor the proposal catches up with the others).
+#[test]
+fn a_waiting_validator_decides_on_a_commit() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, p0) = roles(&net);
+    let (mut c, _) = net.waiting_node(me, std::time::Duration::ZERO);
+    let (id, block) = net.block(1, p0);
+    let votes: Vec<Vote> = (0..4)
+        .filter(|i| *i != me)
+        .map(|i| net.vote(i, VoteType::Precommit, 0, Some(id)))
+        .collect();
+    let out = feed(
+        &mut c,
+        [
+            Input::Certificate(votes),
+            Input::Block {
+                block_id: id,
+                block,
+            },
+        ],
+    );
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Decide {
+                height: 1,
+                round: 0,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    assert!(
+        votes_of(&out).is_empty(),
+        "a decision needs no vote of ours"
+    );
+}
+
+/// A height that needs a proof block is started with `wait_for_txs: false`
+/// by the I/O layer (execution::needs_proof_block): it proposes at once,
+/// even with an interval configured.
+#[test]
+fn a_height_that_does_not_wait_proposes_at_once() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (_, p0) = roles(&net);
+    let mut cfg = Config::new(CHAIN, Some(net.addr(p0)));
+    cfg.timeouts.create_empty_blocks_interval = std::time::Duration::from_secs(30);
+    let mut c = Consensus::new(cfg, Arc::new(Ed25519Verifier));
+    let out = c
+        .handle(Input::StartHeight {
+            height: 1,
+            validators: net.vals.clone(),
+            wait_for_txs: false,
+        })
+        .expect("start");
+    assert!(requests_proposal(&out));
+    assert!(!schedules(&out, TimeoutStep::NewRound, 0), "{out:?}");
+    assert_eq!(c.round_state().step, Step::Propose);
 }

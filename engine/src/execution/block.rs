@@ -23,6 +23,17 @@ pub fn next_height(state: &State) -> Height {
     }
 }
 
+/// Whether `height` needs a "proof block" even when round 0 waits for
+/// transactions (CometBFT's needProofBlock): the initial height, so the
+/// genesis app hash is signed at once, and any height whose previous block
+/// changed the app hash, since a header commits the app hash of the block
+/// before it. `state` is the state after `height - 1`; `last_app_hash` the
+/// app hash in the header of block `height - 1`, `None` if that block is
+/// unknown (then a block is made, as CometBFT does).
+pub fn needs_proof_block(state: &State, height: Height, last_app_hash: Option<&[u8]>) -> bool {
+    height <= state.initial_height || last_app_hash != Some(state.app_hash.as_slice())
+}
+
 /// The time of the block at `height` built on `state`: the genesis time at
 /// the initial height, otherwise the voting-power-weighted median of the
 /// last commit's timestamps over the last validators (`MedianTime`).

@@ -25,7 +25,9 @@ mod block;
 mod genesis;
 mod transition;
 
-pub use block::{block_time, evidence_byte_size, make_block, next_height, validate_block};
+pub use block::{
+    block_time, evidence_byte_size, make_block, needs_proof_block, next_height, validate_block,
+};
 pub use genesis::{apply_init_chain, genesis_state, init_chain_request};
 pub use transition::{next_state, validator_updates};
 

@@ -130,6 +130,9 @@ pub struct Mempool {
     bytes: u64,
     cache: Cache,
     height: Height,
+    /// Transactions were reported available since the last `update`
+    /// (CometBFT's notifiedTxsAvailable): consensus hears it once per height.
+    txs_reported: bool,
 }
 
 impl Mempool {
@@ -145,7 +148,36 @@ impl Mempool {
             bytes: 0,
             cache,
             height,
+            txs_reported: false,
         }
+    }
+
+    /// The last committed height (the one of the last `update`).
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    /// Whether to tell consensus now that transactions are available for
+    /// the next height: true the first time per height (between two
+    /// [`Mempool::update`]s) that the pool is not empty, false after.
+    /// Call it after each accepted transaction and after `update` (CometBFT's
+    /// notifyTxsAvailable): a round 0 waiting for transactions
+    /// (`create_empty_blocks = false`) proposes on the first notice, and
+    /// one notice per height keeps a flood of txs from waking it per tx.
+    pub fn notify_txs_available(&mut self) -> bool {
+        if self.txs_reported || self.txs.is_empty() {
+            return false;
+        }
+        self.txs_reported = true;
+        true
+    }
+
+    /// The height transactions were reported available for (the last
+    /// committed height + 1), or `None` if none were since the last update.
+    /// Consensus checks it when a height starts waiting, so a notice sent
+    /// before the height started is not lost.
+    pub fn txs_available_for(&self) -> Option<Height> {
+        (self.txs_reported || !self.txs.is_empty()).then(|| self.height.saturating_add(1))
     }
 
     /// Number of transactions.
@@ -280,6 +312,7 @@ impl Mempool {
     /// configured otherwise), so they are not accepted again.
     pub fn update(&mut self, height: Height, committed: &[(Vec<u8>, u32)]) {
         self.height = height;
+        self.txs_reported = false;
         for (tx, code) in committed {
             let hash = sha256(tx);
             if *code == 0 || self.config.keep_invalid_txs_in_cache {
@@ -444,6 +477,30 @@ mod tests {
             0,
             "c was prechecked, not added: it holds no bytes"
         );
+    }
+
+    #[test]
+    fn txs_are_reported_available_once_per_height() {
+        let mut m = pool(|_| {});
+        assert!(!m.notify_txs_available(), "empty: nothing to report");
+        assert_eq!(m.txs_available_for(), None);
+        add(&mut m, b"a", 0).expect("added");
+        assert!(m.notify_txs_available(), "the first tx of the height");
+        assert_eq!(m.txs_available_for(), Some(1));
+        add(&mut m, b"b", 0).expect("added");
+        assert!(!m.notify_txs_available(), "once per height");
+        // Block 1 commits a only: b is left, so height 2 hears of it at once.
+        m.update(1, &[(b"a".to_vec(), 0)]);
+        assert_eq!(m.txs_available_for(), Some(2), "b is still there");
+        assert!(m.notify_txs_available());
+        assert!(!m.notify_txs_available());
+        // Block 2 commits b: height 3 has nothing until a new tx arrives.
+        m.update(2, &[(b"b".to_vec(), 0)]);
+        assert!(!m.notify_txs_available());
+        assert_eq!(m.txs_available_for(), None);
+        add(&mut m, b"c", 0).expect("added");
+        assert!(m.notify_txs_available());
+        assert_eq!(m.txs_available_for(), Some(3));
     }
 
     #[test]

@@ -83,9 +83,13 @@ impl NodeBackend {
             })
             .await
             .map_err(internal)?;
-        self.0
+        let added = self
+            .0
             .with_mempool(|m| m.add_checked(tx, resp.code, resp.gas_wanted))
             .map_err(internal)?;
+        if added {
+            self.0.notify_txs_available();
+        }
         Ok(tx_result!(&resp))
     }
 }

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abci::proto::{ExtendedCommitInfo, RequestPrepareProposal, RequestProcessProposal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{now, NodeError, Shared, TxEvent};
 use crate::block_exec;
-use crate::consensus::{self, Consensus, Ed25519Verifier, Input, Output};
+use crate::consensus::{self, Consensus, Ed25519Verifier, Input, Output, Step};
 use crate::execution;
 use crate::privval::FilePV;
+use crate::store::State;
 use crate::types::{sha256, Block, BlockId, ExtendedCommit, Height, Vote, VoteType};
 use crate::vote_ext::{self, VoteExtensionError};
 use crate::wal::{Durability, Wal, WalMessage};
@@ -29,6 +30,11 @@ pub(super) struct Driver {
     timeouts: consensus::Timeouts,
     inputs: mpsc::UnboundedSender<Input>,
     rx: mpsc::UnboundedReceiver<Input>,
+    /// Rings when the mempool reports transactions (see `Shared`).
+    txs_available: watch::Receiver<()>,
+    /// The configuration asks round 0 to wait for transactions
+    /// (create_empty_blocks = false, or an interval).
+    wait_for_txs: bool,
 }
 
 impl Driver {
@@ -37,6 +43,8 @@ impl Driver {
         cfg.timeouts = timeouts;
         let core = Consensus::new(cfg, Arc::new(Ed25519Verifier));
         let (inputs, rx) = mpsc::unbounded_channel();
+        let txs_available = shared.txs_available.subscribe();
+        let wait_for_txs = shared.home.config.consensus.wait_for_txs();
         Driver {
             shared,
             core,
@@ -44,6 +52,8 @@ impl Driver {
             timeouts,
             inputs,
             rx,
+            txs_available,
+            wait_for_txs,
         }
     }
 
@@ -80,17 +90,35 @@ impl Driver {
                 inputs = replay.len(),
                 "replayed the WAL: resuming the height where it was"
             );
-            for step in [
-                consensus::TimeoutStep::Propose,
-                consensus::TimeoutStep::Prevote,
-                consensus::TimeoutStep::Precommit,
-            ] {
-                self.schedule(
-                    rs.height,
-                    rs.round,
-                    step,
-                    self.timeouts.duration(step, rs.round),
-                );
+            if rs.step == Step::NewRound {
+                // Round 0 still waits for transactions: only its interval
+                // comes back (the step timeouts would end the wait).
+                let after = self.timeouts.create_empty_blocks_interval;
+                if !after.is_zero() {
+                    self.schedule(rs.height, 0, consensus::TimeoutStep::NewRound, after);
+                }
+            } else {
+                for step in [
+                    consensus::TimeoutStep::Propose,
+                    consensus::TimeoutStep::Prevote,
+                    consensus::TimeoutStep::Precommit,
+                ] {
+                    self.schedule(
+                        rs.height,
+                        rs.round,
+                        step,
+                        self.timeouts.duration(step, rs.round),
+                    );
+                }
+            }
+            if rs.step == Step::NewRound && !self.wait_for_txs {
+                // The node restarted with create_empty_blocks on and no
+                // interval: nothing else would end the wait.
+                queue.push_back(Input::TxsAvailable { height: rs.height });
+            } else {
+                // The mempool outlives a driver restarted for a failed app:
+                // txs it reported before this driver subscribed still count.
+                queue.extend(self.txs_release());
             }
         } else {
             tracing::info!(
@@ -100,14 +128,29 @@ impl Driver {
             queue.push_back(Input::StartHeight {
                 height,
                 validators: state.validators.clone(),
+                wait_for_txs: self.waits_for_txs(&state, height)?,
             });
         }
+        // Cleared if the mempool's sender is gone (it lives in `Shared`,
+        // which this driver holds, so only in theory): a closed watch would
+        // otherwise be ready forever.
+        let mut txs_open = true;
         loop {
             let input = match queue.pop_front() {
                 Some(i) => i,
                 None => {
                     let received = tokio::select! {
                         i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
+                        r = self.txs_available.changed(), if txs_open => match r {
+                            Ok(()) => match self.txs_release() {
+                                Some(i) => i,
+                                None => continue,
+                            },
+                            Err(_) => {
+                                txs_open = false;
+                                continue;
+                            }
+                        },
                         _ = stop.changed() => return Ok(()),
                         _ = health.tick() => {
                             // Any connection failing (the mempool one while
@@ -125,6 +168,7 @@ impl Driver {
                     }
                 }
             };
+            let starts = matches!(input, Input::StartHeight { .. });
             let own = match &input {
                 Input::Vote(v) => Some(v.validator_address) == Some(self.pv.address()),
                 Input::Proposal(_) | Input::StartHeight { .. } => true,
@@ -145,6 +189,11 @@ impl Driver {
             };
             for output in outputs {
                 self.carry_out(output, &mut queue, wal).await?;
+            }
+            // Transactions already in the mempool when a height starts to
+            // wait release it at once; any reported later ring the watch.
+            if starts {
+                queue.extend(self.txs_release());
             }
         }
     }
@@ -215,6 +264,33 @@ impl Driver {
             return Err(VoteExtensionError::OwnExtensionTooLarge { len }.into());
         }
         Ok(resp.vote_extension.to_vec())
+    }
+
+    /// `Input::TxsAvailable` for the current height when round 0 waits for
+    /// transactions and the mempool has reported some for this height.
+    fn txs_release(&self) -> Option<Input> {
+        let rs = self.core.round_state();
+        if rs.step != Step::NewRound {
+            return None;
+        }
+        let ready = self.shared.with_mempool(|m| m.txs_available_for()) == Some(rs.height);
+        ready.then_some(Input::TxsAvailable { height: rs.height })
+    }
+
+    /// Whether round 0 of `height` waits for transactions: the
+    /// configuration asks for it and the height needs no proof block
+    /// ([`execution::needs_proof_block`]). `state` is the state after
+    /// `height - 1`.
+    fn waits_for_txs(&self, state: &State, height: Height) -> Result<bool, NodeError> {
+        if !self.wait_for_txs {
+            return Ok(false);
+        }
+        let last = match height.checked_sub(1) {
+            Some(h) if height > state.initial_height => self.shared.store.load_block_meta(h)?,
+            _ => None,
+        };
+        let last_app_hash = last.as_ref().map(|m| m.header.app_hash.as_slice());
+        Ok(!execution::needs_proof_block(state, height, last_app_hash))
     }
 
     fn schedule(&self, height: Height, round: u32, step: consensus::TimeoutStep, after: Duration) {
@@ -439,14 +515,18 @@ impl Driver {
         tracing::info!(height, round, txs = block.txs.len(), hash = ?id.hash, app_hash = %hex::encode_upper(&next.app_hash), "committed block");
         // Before the next height reaps: txs the new state invalidated go.
         self.shared.recheck_mempool().await?;
+        // Transactions still left are available for the next height.
+        self.shared.notify_txs_available();
         let tx = self.inputs.clone();
         let validators = next.validators.clone();
+        let wait_for_txs = self.waits_for_txs(&next, height + 1)?;
         let wait = self.timeouts.commit;
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             let _ = tx.send(Input::StartHeight {
                 height: height + 1,
                 validators,
+                wait_for_txs,
             });
         });
         Ok(())

@@ -112,6 +112,11 @@ struct Shared {
     app: RwLock<AppConns>,
     state: RwLock<State>,
     mempool: Mutex<Mempool>,
+    /// Rung when the mempool reports transactions available (once per
+    /// height, see [`Mempool::notify_txs_available`]); the driver then
+    /// releases a round 0 that waits for them. A watch, so a ring while
+    /// the driver is busy is kept, not lost.
+    txs_available: tokio::sync::watch::Sender<()>,
     events: broadcast::Sender<TxEvent>,
     validator: (crate::types::Address, crate::types::PublicKey),
 }
@@ -220,6 +225,14 @@ impl Shared {
             Err(p) => f(&mut p.into_inner()),
         }
     }
+
+    /// Tells the driver that transactions are available, the first time
+    /// per height the mempool holds some. Call after the mempool changed.
+    fn notify_txs_available(&self) {
+        if self.with_mempool(|m| m.notify_txs_available()) {
+            self.txs_available.send_replace(());
+        }
+    }
 }
 
 /// Connects to the application again and replays what it lacks, retrying
@@ -255,13 +268,6 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let config = home.config.clone();
-    if !config.consensus.create_empty_blocks
-        || config.consensus.create_empty_blocks_interval.0 > Duration::ZERO
-    {
-        tracing::warn!(
-            "consensus.create_empty_blocks = false and create_empty_blocks_interval are not honoured yet: blocks are produced every timeout_commit, with or without transactions"
-        );
-    }
     let genesis = home.genesis()?;
     let node_id = home.node_key()?.id();
     let store = Arc::new(Store::open(&Store::path_in_home(&home.dir))?);
@@ -286,6 +292,7 @@ pub async fn run(
             config.mempool.clone(),
             state.last_block_height,
         )),
+        txs_available: tokio::sync::watch::channel(()).0,
         state: RwLock::new(state),
         store,
         app: RwLock::new(app),

@@ -40,7 +40,7 @@ pub struct WalRecord {
     #[prost(message, optional, tag = "1")]
     pub time: Option<Timestamp>,
     /// The entry.
-    #[prost(oneof = "wal_record::Msg", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "wal_record::Msg", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub msg: Option<wal_record::Msg>,
 }
 
@@ -78,6 +78,9 @@ pub mod wal_record {
         /// The block of this height is committed and saved.
         #[prost(message, tag = "10")]
         EndHeight(super::EndHeightMsg),
+        /// `Input::TxsAvailable`.
+        #[prost(message, tag = "11")]
+        TxsAvailable(super::TxsAvailableMsg),
     }
 }
 
@@ -90,6 +93,18 @@ pub struct StartHeightMsg {
     /// Its validators.
     #[prost(message, optional, tag = "2")]
     pub validators: Option<pb::ValidatorSet>,
+    /// Round 0 waits for transactions. Absent in records written before
+    /// the field existed, which decode as `false`: those nodes never waited.
+    #[prost(bool, tag = "3")]
+    pub wait_for_txs: bool,
+}
+
+/// `Input::TxsAvailable`.
+#[derive(Clone, PartialEq, Message)]
+pub struct TxsAvailableMsg {
+    /// The height the transactions are for.
+    #[prost(uint64, tag = "1")]
+    pub height: u64,
 }
 
 /// `Input::Block`.
@@ -120,7 +135,8 @@ pub struct TimeoutMsg {
     /// Round.
     #[prost(uint32, tag = "2")]
     pub round: u32,
-    /// 1 propose, 2 prevote, 3 precommit.
+    /// 1 propose, 2 prevote, 3 precommit, 4 new round (the
+    /// create_empty_blocks_interval).
     #[prost(int32, tag = "3")]
     pub step: i32,
 }
@@ -188,6 +204,7 @@ fn step_to_pb(s: TimeoutStep) -> i32 {
         TimeoutStep::Propose => 1,
         TimeoutStep::Prevote => 2,
         TimeoutStep::Precommit => 3,
+        TimeoutStep::NewRound => 4,
     }
 }
 
@@ -201,10 +218,18 @@ pub fn to_record(time: Time, msg: &WalMessage) -> WalRecord {
     let m = match msg {
         WalMessage::EndHeight(h) => Msg::EndHeight(EndHeightMsg { height: *h }),
         WalMessage::Input(input) => match input {
-            Input::StartHeight { height, validators } => Msg::StartHeight(StartHeightMsg {
+            Input::StartHeight {
+                height,
+                validators,
+                wait_for_txs,
+            } => Msg::StartHeight(StartHeightMsg {
                 height: *height,
                 validators: Some(validators.clone().into()),
+                wait_for_txs: *wait_for_txs,
             }),
+            Input::TxsAvailable { height } => {
+                Msg::TxsAvailable(TxsAvailableMsg { height: *height })
+            }
             Input::Proposal(p) => Msg::Proposal(p.clone().into()),
             Input::Block { block_id, block } => Msg::Block(BlockMsg {
                 block_id: Some((*block_id).into()),
@@ -270,7 +295,9 @@ pub fn from_record(r: WalRecord) -> Result<TimedMessage, String> {
             height: m.height,
             validators: ValidatorSet::try_from(m.validators.ok_or_else(|| missing("validators"))?)
                 .map_err(e)?,
+            wait_for_txs: m.wait_for_txs,
         },
+        Msg::TxsAvailable(m) => Input::TxsAvailable { height: m.height },
         Msg::Proposal(p) => Input::Proposal(Proposal::try_from(p).map_err(e)?),
         Msg::Block(m) => Input::Block {
             block_id: BlockId::try_from(m.block_id.ok_or_else(|| missing("block_id"))?)
@@ -292,6 +319,7 @@ pub fn from_record(r: WalRecord) -> Result<TimedMessage, String> {
                 1 => TimeoutStep::Propose,
                 2 => TimeoutStep::Prevote,
                 3 => TimeoutStep::Precommit,
+                4 => TimeoutStep::NewRound,
                 s => return Err(format!("unknown timeout step {s}")),
             },
         },

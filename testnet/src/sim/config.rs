@@ -201,6 +201,22 @@ impl NetworkConfig {
     }
 }
 
+/// Round 0 waits for transactions (`create_empty_blocks = false`) at every
+/// height above the first (height 1 is the initial height, a proof block;
+/// the simulated app hash never changes, so no other height needs one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitForTxs {
+    /// Each node hears that transactions are available
+    /// (`Input::TxsAvailable`) at a uniformly random time within this many
+    /// ms after it starts a height, and again after a restart (its mempool
+    /// refills by gossip). `None`: never, only
+    /// `timeouts.create_empty_blocks_interval` ends the wait.
+    pub txs_within_ms: Option<u64>,
+    /// At each height one honest node never hears of them (say its mempool
+    /// refuses them): only what the others do may release it.
+    pub one_deaf: bool,
+}
+
 /// Everything that defines a family of runs; a run is this plus a seed.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -221,8 +237,10 @@ pub struct SimConfig {
     /// many rounds above the round it was in at GST (rounds counted from 0 for
     /// heights it starts after GST).
     pub max_rounds_after_gst: u32,
-    /// Consensus step timeouts.
+    /// Consensus step timeouts (and create_empty_blocks_interval).
     pub timeouts: Timeouts,
+    /// Round 0 waits for transactions; `None`: never (empty blocks).
+    pub wait_for_txs: Option<WaitForTxs>,
     /// Passed to the core's `Config::future_rounds_per_validator`.
     pub future_rounds_per_validator: usize,
     /// Record a message trace in the report.
@@ -245,6 +263,7 @@ impl SimConfig {
             network: NetworkConfig::default(),
             max_rounds_after_gst: 10,
             timeouts: Timeouts::default(),
+            wait_for_txs: None,
             future_rounds_per_validator: 2,
             trace: false,
             #[cfg(feature = "mutants")]
@@ -276,6 +295,18 @@ impl SimConfig {
         self
     }
 
+    /// Makes round 0 wait for transactions.
+    pub fn wait_for_txs(mut self, wait: WaitForTxs) -> Self {
+        self.wait_for_txs = Some(wait);
+        self
+    }
+
+    /// Sets create_empty_blocks_interval, in simulated milliseconds.
+    pub fn empty_blocks_interval(mut self, ms: u64) -> Self {
+        self.timeouts.create_empty_blocks_interval = std::time::Duration::from_millis(ms);
+        self
+    }
+
     /// A short human-readable description, used in summaries.
     pub fn describe(&self) -> String {
         let strategies = if self.strategies.is_empty() {
@@ -297,6 +328,20 @@ impl SimConfig {
             self.network.partition,
             self.network.crashes
         );
+        if let Some(w) = self.wait_for_txs {
+            let within = w
+                .txs_within_ms
+                .map_or("never".to_string(), |ms| format!("{ms}ms"));
+            s.push_str(&format!(" wait_for_txs(within={within}"));
+            if w.one_deaf {
+                s.push_str(" one_deaf");
+            }
+            let interval = self.timeouts.create_empty_blocks_interval;
+            if !interval.is_zero() {
+                s.push_str(&format!(" interval={}ms", interval.as_millis()));
+            }
+            s.push(')');
+        }
         #[cfg(feature = "mutants")]
         if let Some(m) = self.mutant {
             s.push_str(&format!(" mutant={m:?}"));

@@ -30,9 +30,10 @@
 //! double-sign guard, logs every input to a WAL before handling it, answers
 //! the application requests (PrepareProposal builds a small block;
 //! ProcessProposal rejects blocks carrying [`INVALID_TX`]), starts the next
-//! height `timeouts.commit` after a decision, and gossips what lagging peers
-//! miss (the decided block with its precommits, or the messages of the
-//! peer's round). A crashed node restarts with a fresh core and replays its
+//! height `timeouts.commit` after a decision (telling a round 0 that waits
+//! for transactions when they arrive, see [`WaitForTxs`]), and gossips
+//! what lagging peers miss (the decided block with its precommits, or the
+//! messages of the peer's round). A crashed node restarts with a fresh core and replays its
 //! WAL. Byzantine nodes run a core for bookkeeping and distort what they
 //! send (see [`Strategy`]).
 
@@ -48,7 +49,7 @@ pub mod verifier;
 mod world;
 
 pub use checks::{Property, Violation};
-pub use config::{NetworkConfig, Powers, SimConfig, Strategy};
+pub use config::{NetworkConfig, Powers, SimConfig, Strategy, WaitForTxs};
 pub use report::{run_seeds, RunReport, Summary};
 pub use runner::{run, validator_key, CHAIN_ID, MAX_EVENTS};
 pub use world::INVALID_TX;

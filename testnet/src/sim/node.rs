@@ -505,10 +505,42 @@ impl Node {
         }
     }
 
-    /// Starts `height` (Input::StartHeight with that height's validator set).
+    /// Starts `height` (Input::StartHeight with that height's validator set),
+    /// and if round 0 waits for transactions, arranges when they arrive.
     pub fn start_height(&mut self, ctx: &mut Ctx, height: Height) {
         let validators = ctx.world.valset(height).clone();
-        self.input(ctx, Input::StartHeight { height, validators });
+        let wait_for_txs = ctx.world.waits_for_txs(height);
+        self.input(
+            ctx,
+            Input::StartHeight {
+                height,
+                validators,
+                wait_for_txs,
+            },
+        );
+        if wait_for_txs {
+            self.schedule_txs(ctx, height);
+        }
+    }
+
+    /// Schedules this node's `Input::TxsAvailable` for `height`, if it ever
+    /// hears of transactions there.
+    fn schedule_txs(&mut self, ctx: &mut Ctx, height: Height) {
+        let now = ctx.net.now;
+        if let Some(at) = ctx
+            .world
+            .txs_arrival(&mut ctx.net.rng, self.idx, height, now)
+        {
+            let (node, epoch) = (self.idx, self.epoch);
+            ctx.net.schedule(
+                at,
+                Event::TxsAvailable {
+                    node,
+                    epoch,
+                    height,
+                },
+            );
+        }
     }
 
     /// The node crashes: volatile state is lost, pending timers are void.
@@ -572,6 +604,10 @@ impl Node {
                     self.carry_out(ctx, t, &mut ignored, true);
                 }
             }
+        }
+        if rs.step == Step::NewRound {
+            // The mempool was lost with the crash; gossip refills it.
+            self.schedule_txs(ctx, rs.height);
         }
         if rs.step == Step::Commit {
             let at = ctx.net.now + ctx.world.timeouts.commit.as_millis() as u64;
@@ -698,7 +734,18 @@ pub(crate) fn commit_votes(commit: &Commit) -> Vec<Vote> {
 
 fn input_summary(input: &Input, world: &World) -> String {
     match input {
-        Input::StartHeight { height, .. } => format!("StartHeight h{height}"),
+        Input::StartHeight {
+            height,
+            wait_for_txs,
+            ..
+        } => {
+            if *wait_for_txs {
+                format!("StartHeight h{height} (waits for txs)")
+            } else {
+                format!("StartHeight h{height}")
+            }
+        }
+        Input::TxsAvailable { height } => format!("TxsAvailable h{height}"),
         Input::Proposal(p) => proposal_summary(p),
         Input::Block { block_id, .. } => format!("Block {}", short_id(&Some(*block_id))),
         Input::Vote(v) => vote_summary(v, &|a| world.name(a)),

@@ -79,6 +79,11 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
     if n == 0 {
         return Err("no validators".into());
     }
+    if let Some(w) = cfg.wait_for_txs {
+        if w.txs_within_ms.is_none() && cfg.timeouts.create_empty_blocks_interval.is_zero() {
+            return Err("round 0 waits for transactions that never come, with no interval".into());
+        }
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let powers = cfg.powers.of(n);
     let byz = pick_byzantine(&mut rng, &powers, cfg.byzantine).ok_or_else(|| {
@@ -124,6 +129,7 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
         decide_side,
         cfg.timeouts,
     );
+    world.wait_for_txs = cfg.wait_for_txs;
     let strategies: Vec<Option<Strategy>> = {
         let mut next = 0;
         (0..n)
@@ -389,6 +395,16 @@ impl Sim {
                     n.start_height(&mut ctx, height);
                 }
             }
+            Event::TxsAvailable {
+                node,
+                epoch,
+                height,
+            } => {
+                let n = &mut self.nodes[node];
+                if n.up && n.epoch == epoch {
+                    n.input(&mut ctx, Input::TxsAvailable { height });
+                }
+            }
             Event::Gossip => {
                 let before = ctx.net.transmissions;
                 let peers: Vec<_> = self
@@ -455,6 +471,14 @@ impl Sim {
         let delta = self.cfg.network.delta_ms.max(1);
         let gossip = self.cfg.network.gossip_interval_ms.max(1);
         let rounds = start_round + self.cfg.max_rounds_after_gst + 1;
+        // Round 0 may first wait for transactions or the interval.
+        let wait = match self.cfg.wait_for_txs {
+            None => 0,
+            Some(w) => {
+                let interval = t.create_empty_blocks_interval.as_millis() as u64;
+                w.txs_within_ms.unwrap_or(0).max(interval)
+            }
+        };
         let per_height: u64 = (0..=rounds)
             .map(|r| {
                 (t.duration(TimeoutStep::Propose, r)
@@ -465,7 +489,8 @@ impl Sim {
                     + 2 * gossip
             })
             .sum::<u64>()
-            + t.commit.as_millis() as u64;
+            + t.commit.as_millis() as u64
+            + wait;
         per_height * self.cfg.heights.max(1)
     }
 

@@ -1,6 +1,6 @@
 //! The configurations CI runs, shared by the tests and the command line.
 
-use super::config::{NetworkConfig, Powers, SimConfig, Strategy};
+use super::config::{NetworkConfig, Powers, SimConfig, Strategy, WaitForTxs};
 
 /// A configuration and how many seeds of it to run.
 #[derive(Clone, Debug)]
@@ -30,9 +30,20 @@ pub fn chaos(crashes: usize) -> NetworkConfig {
     }
 }
 
+/// create_empty_blocks = false: each node hears of transactions within 3 s
+/// of starting a height, except one honest node per height that never does.
+pub fn txs_at_different_times() -> WaitForTxs {
+    WaitForTxs {
+        txs_within_ms: Some(3_000),
+        one_deaf: true,
+    }
+}
+
 /// The matrix of correctness runs: 4, 7, 10 and 31 validators, equal and
 /// skewed powers, up to f Byzantine validators with every strategy, network
-/// chaos, partitions and crashes. Every run must be free of violations.
+/// chaos, partitions and crashes, and round 0 waiting for transactions that
+/// reach the nodes at different times (or never, with an empty-blocks
+/// interval). Every run must be free of violations.
 pub fn ci_matrix() -> Vec<Scenario> {
     use Strategy::*;
     let sync = NetworkConfig::synchronous;
@@ -56,6 +67,41 @@ pub fn ci_matrix() -> Vec<Scenario> {
         ));
     }
     v.extend([
+        // Without the round-0 join on +1/3 votes, the deaf node strands the
+        // others when the Byzantine one is silent.
+        scenario(
+            "4 with 1 silent, waiting for txs with a deaf node, synchronous",
+            SimConfig::new(4, 1)
+                .strategies(&[Silent])
+                .wait_for_txs(txs_at_different_times())
+                .network(sync()),
+            50,
+        ),
+        scenario(
+            "4 with 1 mixed, waiting for txs with a deaf node, chaos, 1 crash",
+            SimConfig::new(4, 1)
+                .wait_for_txs(txs_at_different_times())
+                .network(chaos(1)),
+            100,
+        ),
+        scenario(
+            "4 honest, no txs, 2 s empty-blocks interval, chaos, 1 crash",
+            SimConfig::new(4, 0)
+                .wait_for_txs(WaitForTxs {
+                    txs_within_ms: None,
+                    one_deaf: false,
+                })
+                .empty_blocks_interval(2_000)
+                .network(chaos(1)),
+            50,
+        ),
+        scenario(
+            "7 with 2 mixed, waiting for txs with a deaf node, chaos, 2 crashes",
+            SimConfig::new(7, 2)
+                .wait_for_txs(txs_at_different_times())
+                .network(chaos(2)),
+            60,
+        ),
         scenario(
             "4 skewed with 2 mixed, chaos, 1 crash",
             SimConfig::new(4, 2)

@@ -13,7 +13,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::checks::Recorder;
-use super::config::NetworkConfig;
+use super::config::{NetworkConfig, WaitForTxs};
 use super::message::Msg;
 use super::verifier::MemoVerifier;
 
@@ -37,6 +37,12 @@ pub(crate) enum Event {
         step: TimeoutStep,
     },
     StartHeight {
+        node: usize,
+        epoch: u64,
+        height: Height,
+    },
+    /// The node's mempool reports transactions for `height`.
+    TxsAvailable {
         node: usize,
         epoch: u64,
         height: Height,
@@ -180,6 +186,8 @@ pub(crate) struct World {
     pub narrow_prevotes: BTreeSet<(Height, Round)>,
     pub verifier: Arc<MemoVerifier>,
     pub timeouts: engine::consensus::Timeouts,
+    /// Round 0 waits for transactions.
+    pub wait_for_txs: Option<WaitForTxs>,
 }
 
 impl World {
@@ -209,7 +217,34 @@ impl World {
             narrow_prevotes: BTreeSet::new(),
             verifier: Arc::new(MemoVerifier::new()),
             timeouts,
+            wait_for_txs: None,
         }
+    }
+
+    /// Whether round 0 of `height` waits for transactions.
+    pub fn waits_for_txs(&self, height: Height) -> bool {
+        self.wait_for_txs.is_some() && height > 1
+    }
+
+    /// When `node`, starting (or restarting in) a waiting `height` at
+    /// `now`, hears of transactions, if ever: the deaf node of the height
+    /// (one honest node, in turn) never does.
+    pub fn txs_arrival(
+        &self,
+        rng: &mut ChaCha8Rng,
+        node: usize,
+        height: Height,
+        now: u64,
+    ) -> Option<u64> {
+        let w = self.wait_for_txs?;
+        let within = w.txs_within_ms?;
+        if w.one_deaf {
+            let honest: Vec<usize> = (0..self.n).filter(|i| !self.byzantine[*i]).collect();
+            if !honest.is_empty() && honest[height as usize % honest.len()] == node {
+                return None;
+            }
+        }
+        Some(now + rng.gen_range(0..=within))
     }
 
     fn extend_to(&mut self, height: Height) {
