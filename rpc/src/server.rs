@@ -3,7 +3,7 @@
 //! codes, envelope shapes, body and batch limits and cache headers.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -15,11 +15,13 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
 use crate::backend::Backend;
+use crate::conn::{self, Limits, DEFAULT_MAX_HEADER_BYTES};
 use crate::error::{ErrorCode, ErrorObject, ServeError};
 use crate::params;
 use crate::routes::{self, Route, ROUTES};
 
-/// Server limits (CometBFT `[rpc]` config).
+/// Server limits (CometBFT `[rpc]` config, and the timeouts CometBFT's
+/// RPC server hard-codes).
 #[derive(Clone, Debug)]
 pub struct RpcConfig {
     /// Largest request body accepted, in bytes (`max_body_bytes`, 1 MB).
@@ -27,6 +29,26 @@ pub struct RpcConfig {
     /// Most requests in one JSON-RPC batch; 0 means unlimited
     /// (`max_request_batch_size`, 10).
     pub max_request_batch_size: usize,
+    /// Most connections served at once (`max_open_connections`, 900); 0
+    /// means unlimited. As in CometBFT, clients beyond it are not refused:
+    /// they wait, connected, until a connection closes.
+    pub max_open_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes;
+    /// a larger one gets `431` (`max_header_bytes`, 1 MB; 0 means 1 MB, as
+    /// in Go).
+    pub max_header_bytes: usize,
+    /// How long a client has to send a request's head, counted from when
+    /// the server starts waiting for it (connection open, end of the
+    /// previous response), and then its body; an idle keep-alive
+    /// connection is closed after it too (10 s, CometBFT's `ReadTimeout`).
+    /// Zero: no limit.
+    pub read_timeout: Duration,
+    /// How long after a request's head was read its response may still be
+    /// blocked on a client that does not read it before the connection is
+    /// closed (10 s, CometBFT's `WriteTimeout`; CometBFT's node raises it
+    /// to `timeout_broadcast_tx_commit` + 1 s when that is not below).
+    /// Zero: no limit.
+    pub write_timeout: Duration,
 }
 
 impl Default for RpcConfig {
@@ -34,6 +56,25 @@ impl Default for RpcConfig {
         RpcConfig {
             max_body_bytes: 1_000_000,
             max_request_batch_size: 10,
+            max_open_connections: 900,
+            max_header_bytes: 1 << 20,
+            read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RpcConfig {
+    fn limits(&self) -> Limits {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        Limits {
+            max_open_connections: self.max_open_connections,
+            max_header_bytes: match self.max_header_bytes {
+                0 => DEFAULT_MAX_HEADER_BYTES,
+                n => n,
+            },
+            read_timeout: nonzero(self.read_timeout),
+            write_timeout: nonzero(self.write_timeout),
         }
     }
 }
@@ -45,31 +86,32 @@ struct Shared {
 
 type AppState = Arc<Shared>;
 
-/// Serves RPC on `listener` until the listener fails.
+/// Serves RPC on `listener` for as long as the task runs.
 pub async fn serve(
     listener: TcpListener,
     backend: Arc<dyn Backend>,
     config: RpcConfig,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(backend, config)).await?;
-    Ok(())
+    serve_with_shutdown(listener, backend, config, std::future::pending()).await
 }
 
 /// Serves RPC on `listener` until `shutdown` resolves; requests in flight
-/// are finished first.
+/// are finished first. A failed accept (a client gone before it was
+/// accepted, no file descriptors left) is retried, not returned.
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     backend: Arc<dyn Backend>,
     config: RpcConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(backend, config))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = config.limits();
+    conn::serve(listener, router(backend, config), limits, shutdown).await;
     Ok(())
 }
 
-/// The axum router, for embedding in another server.
+/// The axum router, for embedding in another server. The connection-level
+/// behaviour (raw characters in targets, connection limit, timeouts,
+/// header limit) comes with [`serve`] only.
 pub fn router(backend: Arc<dyn Backend>, config: RpcConfig) -> Router {
     let state = Arc::new(Shared { backend, config });
     Router::new()
@@ -136,22 +178,37 @@ fn json_response(status: StatusCode, body: &Value, cache: bool) -> Response {
     (status, headers, body.to_string()).into_response()
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.to_string().contains("length limit"))
-            || e.to_string().contains("length limit");
-        let why = if too_large {
-            format!("http: request body too large (max_body_bytes {limit})")
-        } else {
-            e.to_string()
-        };
+/// Reads a request body of at most `limit` bytes within `timeout`
+/// (CometBFT's read deadline; zero: none), answering as CometBFT does when
+/// it cannot.
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
+    let read = axum::body::to_bytes(body, limit);
+    let outcome = if timeout.is_zero() {
+        read.await.map_err(|e| body_error(&e, limit))
+    } else {
+        match tokio::time::timeout(timeout, read).await {
+            Ok(r) => r.map_err(|e| body_error(&e, limit)),
+            Err(_) => Err(format!("read timeout ({timeout:?})")),
+        }
+    };
+    outcome.map_err(|why| {
         let obj = ErrorObject::new(
             ErrorCode::InvalidRequest,
             format!("error reading request body: {why}"),
         );
         json_response(StatusCode::BAD_REQUEST, &envelope(None, Err(obj)), false)
     })
+}
+
+fn body_error(e: &axum::Error, limit: usize) -> String {
+    let too_large = std::error::Error::source(e)
+        .is_some_and(|s| s.to_string().contains("length limit"))
+        || e.to_string().contains("length limit");
+    if too_large {
+        format!("http: request body too large (max_body_bytes {limit})")
+    } else {
+        e.to_string()
+    }
 }
 
 async fn not_found() -> Response {
@@ -196,7 +253,8 @@ async fn uri_call(
     request: Request<Body>,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    if let Err(resp) = read_body(body, state.config.max_body_bytes).await {
+    if let Err(resp) = read_body(body, state.config.max_body_bytes, state.config.read_timeout).await
+    {
         return resp;
     }
     let Some(route) = routes::find(&method) else {
@@ -297,7 +355,8 @@ fn kind(v: &Value) -> &'static str {
 
 /// `POST /`: a single request or a batch.
 async fn json_rpc(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match read_body(body, state.config.max_body_bytes).await {
+    let bytes = match read_body(body, state.config.max_body_bytes, state.config.read_timeout).await
+    {
         Ok(b) => b,
         Err(resp) => return resp,
     };

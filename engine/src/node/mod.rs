@@ -310,9 +310,21 @@ pub async fn run(
         })?;
     tracing::info!(addr = %rpc_addr, "serving RPC");
     let backend: Arc<dyn rpc::Backend> = Arc::new(NodeBackend(shared.clone()));
+    let rpc_defaults = rpc::RpcConfig::default();
+    let commit_wait = config.rpc.timeout_broadcast_tx_commit.0;
     let rpc_config = rpc::RpcConfig {
         max_body_bytes: config.rpc.max_body_bytes as usize,
         max_request_batch_size: config.rpc.max_request_batch_size as usize,
+        max_open_connections: config.rpc.max_open_connections as usize,
+        max_header_bytes: config.rpc.max_header_bytes as usize,
+        // As CometBFT's node: a response may take as long as
+        // broadcast_tx_commit waits, and a second more.
+        write_timeout: if rpc_defaults.write_timeout <= commit_wait {
+            commit_wait.saturating_add(std::time::Duration::from_secs(1))
+        } else {
+            rpc_defaults.write_timeout
+        },
+        ..rpc_defaults
     };
     let mut rpc_stop = stop_rx.clone();
     tokio::spawn(async move {
