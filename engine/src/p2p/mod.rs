@@ -84,10 +84,7 @@ impl FromStr for NodeId {
             return Err(bad("empty"));
         }
         if s.len() != 40 {
-            return Err(bad(&format!(
-                "must be 40 hex characters, got {}",
-                s.len()
-            )));
+            return Err(bad(&format!("must be 40 hex characters, got {}", s.len())));
         }
         let mut out = [0u8; 20];
         hex::decode_to_slice(s, &mut out).map_err(|_| bad("not hex"))?;
@@ -193,7 +190,10 @@ pub(crate) fn split_host_port(s: &str) -> Result<(String, u16), String> {
     if host.is_empty() {
         return Err("the host is empty".into());
     }
-    if host.chars().any(|c| c.is_whitespace() || c == '@' || c == '/') {
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c == '@' || c == '/')
+    {
         return Err(format!("`{host}` is not a host name or IP address"));
     }
     if !port.bytes().all(|b| b.is_ascii_digit()) || port.is_empty() {
@@ -387,7 +387,10 @@ mod tests {
     fn peer_addr_errors_are_clear() {
         let cases = [
             ("127.0.0.1:26656".to_string(), "missing the node ID"),
-            (format!("udp://{ID}@1.2.3.4:1"), "unsupported protocol `udp://`"),
+            (
+                format!("udp://{ID}@1.2.3.4:1"),
+                "unsupported protocol `udp://`",
+            ),
             ("abc@1.2.3.4:1".to_string(), "40 hex characters"),
             (format!("{ID}@1.2.3.4"), "missing `:port`"),
             (format!("{ID}@:26656"), "host is empty"),

@@ -468,7 +468,10 @@ mod tests {
         // 10241 as a uvarint: 0x81 0x50.
         let mut r = std::io::Cursor::new(vec![0x81, 0x50, 0, 0]);
         let e = read_node_info(&mut r).unwrap_err().to_string();
-        assert!(e.contains("10241 bytes exceeds the maximum of 10240"), "{e}");
+        assert!(
+            e.contains("10241 bytes exceeds the maximum of 10240"),
+            "{e}"
+        );
         let mut r = std::io::Cursor::new(vec![0xff; 11]);
         let e = read_node_info(&mut r).unwrap_err().to_string();
         assert!(e.contains("overflows"), "{e}");
@@ -506,7 +509,10 @@ mod tests {
             (|n| n.version = "   ".into(), "version"),
             (|n| n.version = "v\t1".into(), "version"),
             (|n| n.channels = (0..17).collect(), "17 channels"),
-            (|n| n.channels = vec![0x20, 0x21, 0x20], "0x20 is listed twice"),
+            (
+                |n| n.channels = vec![0x20, 0x21, 0x20],
+                "0x20 is listed twice",
+            ),
             (|n| n.moniker = String::new(), "moniker"),
             (|n| n.moniker = " ".into(), "moniker"),
             (|n| n.moniker = "naïve".into(), "moniker"),
@@ -544,7 +550,13 @@ mod tests {
         let mut old_block = sample();
         old_block.protocol_version.block = 10;
         let e = ours.compatible_with(&old_block).unwrap_err();
-        assert_eq!(e, Incompatible::BlockVersion { ours: 11, theirs: 10 });
+        assert_eq!(
+            e,
+            Incompatible::BlockVersion {
+                ours: 11,
+                theirs: 10
+            }
+        );
         assert_eq!(e.to_string(), "peer speaks block protocol 10, we speak 11");
 
         let mut disjoint = sample();

@@ -88,7 +88,9 @@ impl TryClone for BufferedStream {
     /// be, so they are refused.
     fn try_clone(&self) -> io::Result<Self> {
         if !self.writer.buffer().is_empty() {
-            return Err(io::Error::other("unflushed bytes when splitting the stream"));
+            return Err(io::Error::other(
+                "unflushed bytes when splitting the stream",
+            ));
         }
         BufferedStream::new(self.reader.get_ref().try_clone()?)
     }
@@ -232,7 +234,10 @@ pub fn bridge(
             // At least DATA_MAX_SIZE, so no read can split a frame.
             let mut chunk = [0u8; DATA_MAX_SIZE];
             while let Ok(n) = reader.read(&mut chunk) {
-                if in_tx.blocking_send(Bytes::copy_from_slice(&chunk[..n])).is_err() {
+                if in_tx
+                    .blocking_send(Bytes::copy_from_slice(&chunk[..n]))
+                    .is_err()
+                {
                     break;
                 }
             }

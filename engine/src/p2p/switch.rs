@@ -172,8 +172,7 @@ impl SwitchConfig {
             external_address: p2p.external_address.clone(),
             persistent_peers,
             unconditional_peer_ids,
-            max_num_inbound_peers: usize::try_from(p2p.max_num_inbound_peers)
-                .unwrap_or(usize::MAX),
+            max_num_inbound_peers: usize::try_from(p2p.max_num_inbound_peers).unwrap_or(usize::MAX),
             allow_duplicate_ip: p2p.allow_duplicate_ip,
             transport: TransportConfig {
                 handshake_timeout: p2p.handshake_timeout.0,
@@ -242,8 +241,23 @@ impl Switch {
         Ok(rx)
     }
 
-    /// Binds the listener and starts accepting and dialling.
+    /// Binds `listen_addr` (if set) and starts accepting and dialling.
     pub async fn start(self) -> Result<SwitchHandle, P2pError> {
+        let listener = if self.config.listen_addr.is_empty() {
+            None
+        } else {
+            Some(transport::listen(&self.config.listen_addr).await?)
+        };
+        self.launch(listener)
+    }
+
+    /// Starts with a listener bound by the caller (who then knows the port
+    /// before starting); `listen_addr` is ignored.
+    pub fn start_on(self, listener: TcpListener) -> Result<SwitchHandle, P2pError> {
+        self.launch(Some(listener))
+    }
+
+    fn launch(self, listener: Option<TcpListener>) -> Result<SwitchHandle, P2pError> {
         let Switch {
             config,
             key,
@@ -252,11 +266,6 @@ impl Switch {
             routes,
             reactors,
         } = self;
-        let listener = if config.listen_addr.is_empty() {
-            None
-        } else {
-            Some(transport::listen(&config.listen_addr).await?)
-        };
         let local_addr = match &listener {
             Some(l) => Some(l.local_addr().map_err(|source| P2pError::Io {
                 what: "reading the listen address".into(),
@@ -589,7 +598,9 @@ async fn dial_loop(inner: Arc<Inner>, addr: PeerAddr) {
         };
         match dialled.and_then(|conn| inner.add_peer(conn)) {
             Ok(_) => debug!(peer = %addr, "persistent peer connected"),
-            Err(e) => info!(peer = %addr, attempt, reason = %e, "dialling persistent peer failed; will retry"),
+            Err(e) => {
+                info!(peer = %addr, attempt, reason = %e, "dialling persistent peer failed; will retry")
+            }
         }
     }
 }
@@ -723,7 +734,10 @@ mod tests {
             ..s()
         };
         let z = Duration::ZERO;
-        assert_eq!(capped.delay(5, false, Duration::from_secs(2)), Duration::from_secs(7));
+        assert_eq!(
+            capped.delay(5, false, Duration::from_secs(2)),
+            Duration::from_secs(7)
+        );
         assert_eq!(capped.delay(25, false, z), Duration::from_secs(30));
         assert_eq!(capped.delay(1000, false, z), Duration::from_secs(30));
     }
@@ -768,8 +782,13 @@ mod tests {
             persistent_peers: "nobody@1.2.3.4:1".into(),
             ..P2pConfig::default()
         };
-        let e = SwitchConfig::from_config(&bad_peer).unwrap_err().to_string();
-        assert!(e.starts_with("[p2p] persistent_peers: invalid peer address"), "{e}");
+        let e = SwitchConfig::from_config(&bad_peer)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("[p2p] persistent_peers: invalid peer address"),
+            "{e}"
+        );
         let unix = P2pConfig {
             laddr: "unix:///tmp/p2p.sock".into(),
             ..P2pConfig::default()

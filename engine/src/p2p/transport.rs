@@ -136,9 +136,11 @@ impl Transport {
         stream: TcpStream,
         dialled: Option<NodeId>,
     ) -> Result<Connection, P2pError> {
-        let io = |what: &'static str| move |source| P2pError::Io {
-            what: what.into(),
-            source,
+        let io = |what: &'static str| {
+            move |source| P2pError::Io {
+                what: what.into(),
+                source,
+            }
         };
         let remote_addr = stream.peer_addr().map_err(io("reading the peer address"))?;
         let stream = stream.into_std().map_err(io("preparing the socket"))?;
@@ -146,14 +148,18 @@ impl Transport {
             .set_nonblocking(false)
             .map_err(io("preparing the socket"))?;
         // Small consensus messages must not wait for Nagle's algorithm.
-        stream.set_nodelay(true).map_err(io("preparing the socket"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(io("preparing the socket"))?;
         let killer = stream.try_clone().map_err(io("preparing the socket"))?;
         let transport = self.clone();
         let work = tokio::task::spawn_blocking(move || transport.upgrade_blocking(stream, dialled));
         let timeout = self.config.handshake_timeout;
         let result = match tokio::time::timeout(timeout, work).await {
             Err(_) => Err(P2pError::HandshakeTimeout(timeout)),
-            Ok(Err(join)) => Err(P2pError::Handshake(format!("handshake thread failed: {join}"))),
+            Ok(Err(join)) => Err(P2pError::Handshake(format!(
+                "handshake thread failed: {join}"
+            ))),
             Ok(Ok(result)) => result,
         };
         match result {
@@ -214,10 +220,12 @@ impl Transport {
 /// Binds `laddr` (`tcp://host:port` or `host:port`; port 0 picks one).
 pub async fn listen(laddr: &str) -> Result<TcpListener, P2pError> {
     let addr = strip_tcp(laddr)?;
-    TcpListener::bind(addr).await.map_err(|source| P2pError::Io {
-        what: format!("listen on {addr}"),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| P2pError::Io {
+            what: format!("listen on {addr}"),
+            source,
+        })
 }
 
 /// `laddr` without `tcp://`; other schemes are refused.
