@@ -754,6 +754,35 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_has_one_owner() {
+        let key = PrivateKey::from_seed([1; 32]);
+        let info = NodeInfo::ours(NodeId::from_public_key(&key.public_key()), "c", "m", 0);
+        let config = SwitchConfig::from_config(&P2pConfig::default()).expect("valid");
+        let mut switch = Switch::new(config, &key, info);
+        let desc = |id| ChannelDescriptor {
+            id,
+            priority: 1,
+            send_queue_capacity: 1,
+            recv_message_capacity: 1,
+        };
+        switch
+            .register(vec![desc(0x20), desc(0x21)], 1)
+            .expect("free");
+        switch.register(vec![], 1).expect("events only");
+        let e = switch
+            .register(vec![desc(0x30), desc(0x21)], 1)
+            .unwrap_err();
+        assert!(matches!(e, P2pError::ChannelTaken(0x21)), "{e}");
+        let e = switch
+            .register(vec![desc(0x30), desc(0x30)], 1)
+            .unwrap_err();
+        assert!(matches!(e, P2pError::ChannelTaken(0x30)), "{e}");
+        // A refused registration claims nothing.
+        switch.register(vec![desc(0x30)], 1).expect("still free");
+        assert_eq!(switch.descriptors.len(), 3);
+    }
+
+    #[test]
     fn config_comes_from_the_p2p_section() {
         let id = "0123456789abcdef0123456789abcdef01234567";
         let p2p = P2pConfig {
