@@ -10,6 +10,7 @@ pub mod config;
 pub mod consensus;
 pub mod execution;
 pub mod genesis;
+pub mod gossip;
 pub mod home;
 pub mod mempool;
 pub mod node;
