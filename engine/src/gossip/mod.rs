@@ -9,3 +9,4 @@
 pub mod bits;
 pub mod message;
 pub mod peer;
+pub mod plan;
