@@ -8,5 +8,6 @@
 
 pub mod bits;
 pub mod message;
+pub mod parts;
 pub mod peer;
 pub mod plan;
