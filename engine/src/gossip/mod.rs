@@ -11,3 +11,4 @@ pub mod message;
 pub mod parts;
 pub mod peer;
 pub mod plan;
+pub mod view;
