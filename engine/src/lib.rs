@@ -13,6 +13,7 @@ pub mod genesis;
 pub mod home;
 pub mod mempool;
 pub mod node;
+pub mod p2p;
 pub mod privval;
 pub mod store;
 pub mod vote_ext;
