@@ -14,6 +14,7 @@ pub mod gossip;
 pub mod home;
 pub mod mempool;
 pub mod node;
+pub mod p2p;
 pub mod privval;
 pub mod store;
 pub mod vote_ext;

@@ -1,0 +1,3 @@
+//! Peer-to-peer networking, wire-compatible with CometBFT v0.38.
+
+pub mod conn;
