@@ -11,4 +11,5 @@ pub mod message;
 pub mod parts;
 pub mod peer;
 pub mod plan;
+pub mod reactor;
 pub mod view;
