@@ -468,8 +468,8 @@ mod tests {
     fn pump(a: &mut R, b: &mut R) -> (Vec<ToCore>, usize) {
         let mut wire: VecDeque<(u8, u8, ConsensusMessage)> = VecDeque::new();
         let mut got = vec![];
-        let mut sent = 0;
-        for _ in 0..10_000 {
+        // Each turn delivers one message, so the turn counts them.
+        for sent in 0..10_000 {
             for (me, r, other) in [(0u8, &mut *a, 1u8), (1u8, &mut *b, 0u8)] {
                 r.plan(&other, |m| {
                     wire.push_back((me, other, m.clone()));
@@ -479,7 +479,6 @@ mod tests {
             let Some((from, to, msg)) = wire.pop_front() else {
                 return (got, sent);
             };
-            sent += 1;
             let r = if to == 0 { &mut *a } else { &mut *b };
             let (core, replies) = r.on_message(&from, msg).expect("well-behaved");
             for m in replies {
