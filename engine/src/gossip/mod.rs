@@ -12,4 +12,5 @@ pub mod parts;
 pub mod peer;
 pub mod plan;
 pub mod reactor;
+pub mod stored;
 pub mod view;
