@@ -6,6 +6,7 @@
 
 pub mod app_conn;
 pub mod block_exec;
+pub mod blocksync;
 pub mod config;
 pub mod consensus;
 pub mod execution;
