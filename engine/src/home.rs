@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError};
 use crate::genesis::{GenesisDoc, GenesisError, NodeKey};
 use crate::privval::{FilePV, FilePVPaths, PrivvalError};
-use crate::types::{PrivateKey, Time};
+use crate::types::{PrivateKey, PublicKey, Time};
 
 /// A problem with the home directory, naming the file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -120,17 +120,39 @@ impl Home {
         opts: &InitOptions,
         now: Time,
     ) -> Result<(Home, InitReport), HomeError> {
+        let moniker = opts.moniker.clone().unwrap_or_else(default_moniker);
+        let (home, mut report) = Self::init_keys(dir, Config::for_init(&moniker))?;
+        let genesis_path = home.path(&home.config.genesis_file);
+        if genesis_path.is_file() {
+            report.kept.push(genesis_path);
+        } else {
+            let chain_id = opts.chain_id.clone().unwrap_or_else(random_chain_id);
+            GenesisDoc::single_validator(&chain_id, home.validator_key()?, now)
+                .save(&genesis_path)?;
+            report.created.push(genesis_path);
+        }
+        Ok((home, report))
+    }
+
+    /// Creates everything of a home at `dir` but its genesis: `config`
+    /// written as config.toml (an existing config.toml is kept and used
+    /// instead), the data directory, a validator key and last-sign state, and
+    /// a node key; existing key files are kept.
+    ///
+    /// `init` is this plus a one-validator genesis. Tools that generate a
+    /// network of several validators (`testnet init`) call it once per node,
+    /// collect the validator keys ([`Home::validator_key`]), and then write
+    /// one shared genesis to every home ([`Home::save_genesis`]).
+    pub fn init_keys(dir: &Path, config: Config) -> Result<(Home, InitReport), HomeError> {
         let mut report = InitReport::default();
         let config_path = Self::config_path(dir);
         let config = if config_path.is_file() {
             report.kept.push(config_path.clone());
             Config::load(&config_path)?
         } else {
-            let moniker = opts.moniker.clone().unwrap_or_else(default_moniker);
-            let c = Config::for_init(&moniker);
-            c.save(&config_path)?;
+            config.save(&config_path)?;
             report.created.push(config_path);
-            c
+            config
         };
         let home = Home {
             dir: dir.to_path_buf(),
@@ -140,7 +162,8 @@ impl Home {
 
         let paths = home.privval_paths();
         let existed = paths.key.is_file();
-        let pv = FilePV::load_or_generate(paths.clone())?;
+        // Loading an existing key checks its state file is readable too.
+        FilePV::load_or_generate(paths.clone())?;
         if existed {
             report.kept.push(paths.key.clone());
         } else {
@@ -155,16 +178,17 @@ impl Home {
             NodeKey(PrivateKey::from_seed(random_seed())).save(&node_key_path)?;
             report.created.push(node_key_path);
         }
-
-        let genesis_path = home.path(&home.config.genesis_file);
-        if genesis_path.is_file() {
-            report.kept.push(genesis_path);
-        } else {
-            let chain_id = opts.chain_id.clone().unwrap_or_else(random_chain_id);
-            GenesisDoc::single_validator(&chain_id, pv.public_key(), now).save(&genesis_path)?;
-            report.created.push(genesis_path);
-        }
         Ok((home, report))
+    }
+
+    /// The validator's consensus public key, from its key file.
+    pub fn validator_key(&self) -> Result<PublicKey, HomeError> {
+        Ok(crate::privval::key_identity(&self.privval_paths().key)?.1)
+    }
+
+    /// Writes `genesis` as this home's genesis file (replacing any).
+    pub fn save_genesis(&self, genesis: &GenesisDoc) -> Result<(), HomeError> {
+        Ok(genesis.save(&self.path(&self.config.genesis_file))?)
     }
 
     /// The node key.
@@ -302,6 +326,31 @@ mod tests {
                 .expect("key")
                 .id(),
             id
+        );
+    }
+
+    #[test]
+    fn init_keys_leaves_the_genesis_to_the_caller() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("h");
+        let mut config = Config::for_init("node3");
+        config.rpc.laddr = "tcp://127.0.0.1:26637".into();
+        let (home, report) = Home::init_keys(&dir, config.clone()).expect("init_keys");
+        assert_eq!(report.created.len(), 4, "config, key, state, node key");
+        assert_eq!(Home::load(&dir).expect("load").config, config);
+        assert!(home.genesis().is_err(), "no genesis yet");
+
+        let key = home.validator_key().expect("key");
+        let other = PrivateKey::from_seed([7; 32]).public_key();
+        let mut genesis = GenesisDoc::single_validator("shared", other, now());
+        genesis
+            .validators
+            .extend(GenesisDoc::single_validator("shared", key, now()).validators);
+        home.save_genesis(&genesis).expect("save");
+        assert_eq!(home.genesis().expect("genesis"), genesis);
+        assert_eq!(
+            FilePV::load(home.privval_paths()).expect("pv").public_key(),
+            key
         );
     }
 

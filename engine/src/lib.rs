@@ -6,10 +6,12 @@
 
 pub mod app_conn;
 pub mod block_exec;
+pub mod blocksync;
 pub mod config;
 pub mod consensus;
 pub mod execution;
 pub mod genesis;
+pub mod gossip;
 pub mod home;
 pub mod mempool;
 pub mod node;

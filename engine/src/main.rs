@@ -123,6 +123,21 @@ fn init_logging(filter: &str) {
         .try_init();
 }
 
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what supervisors
+/// (`testnet start`, systemd, docker) send to stop a node cleanly.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.home;
     match cli.command {
@@ -180,7 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(async move {
                 let shutdown = async {
-                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown_signal().await;
                     tracing::info!("shutting down");
                 };
                 engine::node::run(home, shutdown).await

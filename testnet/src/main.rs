@@ -1,9 +1,13 @@
-//! The `testnet` command: simulate networks of engine validators (and, later,
-//! generate, start and inspect local testnets).
+//! The `testnet` command: simulate networks of engine validators, and
+//! generate, start and inspect local testnets of real `engine` processes.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use testnet::net::{self, AppSpec};
 use testnet::sim::{
     self, scenarios, NetworkConfig, Powers, SimConfig, Strategy, Summary, WaitForTxs,
 };
@@ -16,12 +20,85 @@ struct Cli {
     command: Command,
 }
 
-/// The subcommands (`init`, `start` and `status` come later).
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the deterministic Byzantine network simulator over many seeds and
     /// check agreement, validity, termination and evidence on each.
     Sim(SimArgs),
+    /// Generate the homes of a local network (like `cometbft testnet`):
+    /// validators sharing one genesis, then full nodes, all peered on
+    /// 127.0.0.1.
+    #[command(after_help = PORTS_HELP)]
+    Init(InitArgs),
+    /// Run every node of a network made by `init` until Ctrl-C or SIGTERM,
+    /// showing each node's height; logs go to DIR/nodeI/engine.log (and
+    /// app.log). Exits non-zero if a node died while running.
+    #[command(after_help = PORTS_HELP)]
+    Start(StartArgs),
+    /// Show each node's height, last block hash, peers and reachability,
+    /// and whether the nodes agree on the block at the lowest common
+    /// height. Exits non-zero if they disagree or none is reachable.
+    Status(StatusArgs),
+}
+
+const PORTS_HELP: &str = "\
+Ports: node i listens for peers on P+10*i, serves RPC on P+10*i+7 and, with an
+external app, expects the app on P+10*i+8, where P is --base-port (26600 by
+default: node0 serves RPC on 26607, node1 on 26617, node2 on 26627, ...).";
+
+/// Arguments of `testnet init`.
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Number of validators (node0 .. node{N-1}), each with power 10.
+    #[arg(long)]
+    validators: usize,
+    /// Number of full nodes (after the validators; not in the genesis).
+    #[arg(long, default_value_t = 0)]
+    full_nodes: usize,
+    /// The network directory; must not exist or be empty (see --force).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The application: "kvstore" (built in), or a shell command that
+    /// serves ABCI on {port}, e.g. "my-app --addr tcp://127.0.0.1:{port}";
+    /// `start` runs one per node through `sh -c`, with {port} replaced by
+    /// the node's app port and {home} by its home directory.
+    #[arg(long, default_value = "kvstore")]
+    app: String,
+    /// node0's first port (see Ports below).
+    #[arg(long, default_value_t = net::DEFAULT_BASE_PORT)]
+    base_port: u16,
+    /// Chain ID (default: chain-<6 random characters>).
+    #[arg(long)]
+    chain_id: Option<String>,
+    /// Replace a testnet already in --dir (a directory holding anything
+    /// else is never deleted).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `testnet start`.
+#[derive(Args, Debug)]
+struct StartArgs {
+    /// The network directory made by `testnet init`.
+    dir: PathBuf,
+    /// The engine binary (default: next to this testnet binary, else on
+    /// PATH).
+    #[arg(long)]
+    engine: Option<PathBuf>,
+    /// Seconds each process gets to exit after SIGTERM before SIGKILL.
+    #[arg(long, default_value_t = 10)]
+    grace: u64,
+}
+
+/// Arguments of `testnet status`.
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// The network directory made by `testnet init`.
+    dir: PathBuf,
+    /// Seconds to wait for each node's answer.
+    #[arg(long, default_value_t = 3)]
+    timeout: u64,
 }
 
 /// Arguments of `testnet sim`.
@@ -254,16 +331,77 @@ fn run_sim(args: &SimArgs) -> Result<bool, String> {
     Ok(ok)
 }
 
+fn run_init(args: InitArgs) -> Result<bool, net::Error> {
+    let opts = net::init::InitOptions {
+        dir: args.dir,
+        validators: args.validators,
+        full_nodes: args.full_nodes,
+        app: AppSpec::parse(&args.app)?,
+        base_port: args.base_port,
+        chain_id: args.chain_id,
+        force: args.force,
+    };
+    let network = net::init::init(&opts, engine::node::now())?;
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    println!(
+        "initialized {} and {} in {} (chain {})",
+        plural(opts.validators, "validator"),
+        plural(opts.full_nodes, "full node"),
+        network.dir.display(),
+        network.chain_id
+    );
+    for n in &network.nodes {
+        let role = if n.validator {
+            "validator"
+        } else {
+            "full node"
+        };
+        println!("  {:<7} {role:<9}  rpc http://{}", n.name, n.rpc);
+    }
+    println!("run it with: testnet start {}", network.dir.display());
+    Ok(true)
+}
+
+fn run_start(args: StartArgs) -> Result<bool, net::Error> {
+    let network = net::Network::load(&args.dir)?;
+    let engine = net::start::find_engine(args.engine.as_deref())?;
+    let stop = net::start::stop_signals()?;
+    let mut opts = net::start::StartOptions::new(engine);
+    opts.live = std::io::stdout().is_terminal();
+    opts.grace = Duration::from_secs(args.grace);
+    if let Some(w) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        opts.width = w;
+    }
+    let outcome = net::start::run(&network, &opts, &stop, &mut std::io::stdout())?;
+    Ok(outcome.clean())
+}
+
+fn run_status(args: StatusArgs) -> Result<bool, net::Error> {
+    let network = net::Network::load(&args.dir)?;
+    let report = net::status::check(&network, Duration::from_secs(args.timeout));
+    print!("{}", report.render());
+    Ok(report.ok())
+}
+
+/// Exit status: 0 when all went well, 1 for a failed check (a violation, a
+/// node that died, nodes that disagree), 2 when the command could not run.
+fn exit(result: Result<bool, impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Sim(args) => match run_sim(&args) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Sim(args) => exit(run_sim(&args)),
+        Command::Init(args) => exit(run_init(args)),
+        Command::Start(args) => exit(run_start(args)),
+        Command::Status(args) => exit(run_status(args)),
     }
 }

@@ -190,6 +190,33 @@ impl Consensus {
         self.blocks.get(id)
     }
 
+    /// Blocks of the current height the core would accept but does not
+    /// hold: those a proposal names or that more than 1/3 of the power
+    /// voted for (the rule that decides which blocks are kept). The gossip
+    /// layer assembles parts for these ids only.
+    pub fn wanted_blocks(&self) -> Vec<BlockId> {
+        let t = self.votes.thresholds();
+        let mut ids: Vec<BlockId> = self.proposals.values().map(|p| p.block_id).collect();
+        for (_, rv) in self.votes.rounds() {
+            for set in [&rv.prevotes, &rv.precommits] {
+                for v in set.votes().values() {
+                    if let Some(id) = v.block_id {
+                        if !ids.contains(&id) && t.is_one_third_plus(set.weight_for(&Some(id))) {
+                            ids.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        ids.retain(|id| !self.blocks.contains_key(id));
+        ids
+    }
+
+    /// The proposal of `round` at the current height, if received.
+    pub fn proposal(&self, round: Round) -> Option<&Proposal> {
+        self.proposals.get(&round)
+    }
+
     /// Applies one input. On `Err` the input was rejected and nothing changed.
     pub fn handle(&mut self, input: Input) -> Result<Vec<Output>, InputError> {
         let mut out = Vec::new();

@@ -1081,6 +1081,7 @@ fn blocks_are_held_only_when_a_proposal_or_a_third_of_power_names_them() {
         }),
         Err(InputError::UnexpectedBlock)
     );
+    assert!(c.wanted_blocks().is_empty(), "gossip assembles nothing yet");
     // Two of four (more than 1/3) do.
     feed(
         &mut c,
@@ -1091,6 +1092,7 @@ fn blocks_are_held_only_when_a_proposal_or_a_third_of_power_names_them() {
             Some(junk),
         ))],
     );
+    assert_eq!(c.wanted_blocks(), vec![junk]);
     assert_eq!(
         c.handle(Input::Block {
             block_id: junk,
@@ -1098,8 +1100,10 @@ fn blocks_are_held_only_when_a_proposal_or_a_third_of_power_names_them() {
         }),
         Ok(vec![])
     );
+    assert!(c.wanted_blocks().is_empty(), "held now");
     // After the proposal, the proposed block is taken and validated.
     feed(&mut c, [Input::Proposal(net.proposal(0, None, id))]);
+    assert_eq!(c.wanted_blocks(), vec![id]);
     let out = feed(
         &mut c,
         [Input::Block {
@@ -1110,6 +1114,7 @@ fn blocks_are_held_only_when_a_proposal_or_a_third_of_power_names_them() {
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::ValidateBlock { .. })));
+    assert!(c.wanted_blocks().is_empty());
 }
 
 #[test]

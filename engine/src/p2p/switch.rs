@@ -449,7 +449,7 @@ impl Inner {
             incoming,
             outgoing,
             self.descriptors.clone(),
-            self.config.conn.clone(),
+            self.config.conn,
         );
         let (stop_tx, stop_rx) = mpsc::channel(1);
         let info = Arc::new(PeerInfo {
