@@ -386,8 +386,7 @@ async fn persistent_switches_connect_exchange_and_reconnect_after_a_stop() {
     let e = a
         .send(idb, 0x38, Bytes::new())
         .await
-        .err()
-        .expect("not served");
+        .expect_err("not served");
     assert!(
         matches!(e, P2pError::ChannelNotServed { channel: 0x38, .. }),
         "{e}"

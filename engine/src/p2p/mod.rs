@@ -356,11 +356,15 @@ mod tests {
 
     #[test]
     fn node_id_errors_say_what_is_wrong() {
-        let e = "".parse::<NodeId>().unwrap_err().to_string();
+        let e = "".parse::<NodeId>().expect_err("refused").to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = "abcd".parse::<NodeId>().unwrap_err().to_string();
+        let e = "abcd".parse::<NodeId>().expect_err("refused").to_string();
         assert!(e.contains("40 hex characters, got 4"), "{e}");
-        let e = "z".repeat(40).parse::<NodeId>().unwrap_err().to_string();
+        let e = "z"
+            .repeat(40)
+            .parse::<NodeId>()
+            .expect_err("refused")
+            .to_string();
         assert!(e.contains("not hex"), "{e}");
     }
 
@@ -400,7 +404,7 @@ mod tests {
             (format!("{ID}@[::1"), "unclosed"),
         ];
         for (text, want) in cases {
-            let e = text.parse::<PeerAddr>().unwrap_err().to_string();
+            let e = text.parse::<PeerAddr>().expect_err("refused").to_string();
             assert!(e.contains(want), "{text}: {e}");
             assert!(e.contains(&text), "error names the input: {e}");
         }

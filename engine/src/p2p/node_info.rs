@@ -467,21 +467,21 @@ mod tests {
     fn read_refuses_oversized_and_garbage() {
         // 10241 as a uvarint: 0x81 0x50.
         let mut r = std::io::Cursor::new(vec![0x81, 0x50, 0, 0]);
-        let e = read_node_info(&mut r).unwrap_err().to_string();
+        let e = read_node_info(&mut r).expect_err("refused").to_string();
         assert!(
             e.contains("10241 bytes exceeds the maximum of 10240"),
             "{e}"
         );
         let mut r = std::io::Cursor::new(vec![0xff; 11]);
-        let e = read_node_info(&mut r).unwrap_err().to_string();
+        let e = read_node_info(&mut r).expect_err("refused").to_string();
         assert!(e.contains("overflows"), "{e}");
         let mut r = std::io::Cursor::new(vec![0x02, 0xff, 0xff]);
-        let e = read_node_info(&mut r).unwrap_err().to_string();
+        let e = read_node_info(&mut r).expect_err("refused").to_string();
         assert!(e.contains("not a DefaultNodeInfo"), "{e}");
         let mut p = pb::DefaultNodeInfo::from(&sample());
         p.default_node_id = "xyz".into();
         let mut r = std::io::Cursor::new(p.encode_length_delimited_to_vec());
-        let e = read_node_info(&mut r).unwrap_err();
+        let e = read_node_info(&mut r).expect_err("refused");
         assert!(
             matches!(e, P2pError::InvalidNodeInfo(InvalidNodeInfo::NodeId { .. })),
             "{e}"
@@ -502,7 +502,8 @@ mod tests {
 
     #[test]
     fn validate_refuses_each_broken_field() {
-        let cases: Vec<(fn(&mut NodeInfo), &str)> = vec![
+        type Breaker = fn(&mut NodeInfo);
+        let cases: Vec<(Breaker, &str)> = vec![
             (|n| n.listen_addr = "nowhere".into(), "listen_addr"),
             (|n| n.listen_addr = "tcp://:26656".into(), "host is empty"),
             (|n| n.listen_addr = "1.2.3.4:99999".into(), "65535"),
@@ -522,7 +523,7 @@ mod tests {
         for (break_it, want) in cases {
             let mut n = sample();
             break_it(&mut n);
-            let e = n.validate().unwrap_err().to_string();
+            let e = n.validate().expect_err("refused").to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
     }
@@ -549,7 +550,7 @@ mod tests {
 
         let mut old_block = sample();
         old_block.protocol_version.block = 10;
-        let e = ours.compatible_with(&old_block).unwrap_err();
+        let e = ours.compatible_with(&old_block).expect_err("refused");
         assert_eq!(
             e,
             Incompatible::BlockVersion {
@@ -561,7 +562,7 @@ mod tests {
 
         let mut disjoint = sample();
         disjoint.channels = vec![0x30];
-        let e = ours.compatible_with(&disjoint).unwrap_err();
+        let e = ours.compatible_with(&disjoint).expect_err("refused");
         assert!(matches!(e, Incompatible::NoCommonChannel { .. }));
         assert_eq!(
             e.to_string(),

@@ -57,8 +57,9 @@ pub enum RemovalReason {
 /// A change in the set of connected peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerEvent {
-    /// A peer connected; messages from it may follow.
-    Added(PeerInfo),
+    /// A peer connected; messages from it may follow. Shared, as every
+    /// reactor gets the same description.
+    Added(Arc<PeerInfo>),
     /// A peer is gone; nothing more comes from it on this connection.
     Removed(NodeId, RemovalReason),
 }

@@ -632,7 +632,7 @@ async fn run_peer(inner: Arc<Inner>, task: PeerTask) {
     let id = info.id;
     for reactor in &inner.reactors {
         let _ = reactor
-            .send(Inbound::Peer(PeerEvent::Added((*info).clone())))
+            .send(Inbound::Peer(PeerEvent::Added(info.clone())))
             .await;
     }
     let mut shutdown = inner.shutdown.subscribe();
@@ -771,11 +771,11 @@ mod tests {
         switch.register(vec![], 1).expect("events only");
         let e = switch
             .register(vec![desc(0x30), desc(0x21)], 1)
-            .unwrap_err();
+            .expect_err("refused");
         assert!(matches!(e, P2pError::ChannelTaken(0x21)), "{e}");
         let e = switch
             .register(vec![desc(0x30), desc(0x30)], 1)
-            .unwrap_err();
+            .expect_err("refused");
         assert!(matches!(e, P2pError::ChannelTaken(0x30)), "{e}");
         // A refused registration claims nothing.
         switch.register(vec![desc(0x30)], 1).expect("still free");
@@ -812,7 +812,7 @@ mod tests {
             ..P2pConfig::default()
         };
         let e = SwitchConfig::from_config(&bad_peer)
-            .unwrap_err()
+            .expect_err("refused")
             .to_string();
         assert!(
             e.starts_with("[p2p] persistent_peers: invalid peer address"),
@@ -822,13 +822,17 @@ mod tests {
             laddr: "unix:///tmp/p2p.sock".into(),
             ..P2pConfig::default()
         };
-        let e = SwitchConfig::from_config(&unix).unwrap_err().to_string();
+        let e = SwitchConfig::from_config(&unix)
+            .expect_err("refused")
+            .to_string();
         assert!(e.contains("laddr") && e.contains("only tcp://"), "{e}");
         let zero = P2pConfig {
             handshake_timeout: crate::config::GoDuration::from_millis(0),
             ..P2pConfig::default()
         };
-        let e = SwitchConfig::from_config(&zero).unwrap_err().to_string();
+        let e = SwitchConfig::from_config(&zero)
+            .expect_err("refused")
+            .to_string();
         assert!(e.contains("handshake_timeout: must be positive"), "{e}");
     }
 }
