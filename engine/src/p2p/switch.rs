@@ -252,7 +252,8 @@ impl Switch {
     }
 
     /// Starts with a listener bound by the caller (who then knows the port
-    /// before starting); `listen_addr` is ignored.
+    /// before starting); `listen_addr` is ignored. Must run inside a tokio
+    /// runtime.
     pub fn start_on(self, listener: TcpListener) -> Result<SwitchHandle, P2pError> {
         self.launch(Some(listener))
     }
@@ -426,7 +427,7 @@ impl Inner {
 
     /// Admits an upgraded connection as a peer, or refuses it (and closes
     /// it) with the reason.
-    fn add_peer(self: &Arc<Self>, conn: Connection) -> Result<NodeId, P2pError> {
+    fn add_peer(self: &Arc<Self>, conn: Connection) -> Result<(), P2pError> {
         let Connection {
             node_info,
             remote_addr,
@@ -483,7 +484,7 @@ impl Inner {
                 serial,
             },
         ));
-        Ok(id)
+        Ok(())
     }
 
     fn admissible(
@@ -597,7 +598,7 @@ async fn dial_loop(inner: Arc<Inner>, addr: PeerAddr) {
             () = stopping(&mut shutdown) => return,
         };
         match dialled.and_then(|conn| inner.add_peer(conn)) {
-            Ok(_) => debug!(peer = %addr, "persistent peer connected"),
+            Ok(()) => debug!(peer = %addr, "persistent peer connected"),
             Err(e) => {
                 info!(peer = %addr, attempt, reason = %e, "dialling persistent peer failed; will retry")
             }
