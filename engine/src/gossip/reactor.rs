@@ -16,16 +16,12 @@ use super::plan::{plan_data, plan_maj23, plan_votes, Ours};
 use super::view::{OurView, Stored};
 use crate::types::{Block, BlockId, Height, PartSet, Proposal, Vote, VoteType};
 
-/// CometBFT's consensus channels.
+/// CometBFT's consensus channels (named by the p2p layer).
 pub mod channel {
-    /// Round steps, HasVote, NewValidBlock, VoteSetMaj23.
-    pub const STATE: u8 = 0x20;
-    /// Proposals, POLs and block parts.
-    pub const DATA: u8 = 0x21;
-    /// Votes.
-    pub const VOTE: u8 = 0x22;
-    /// VoteSetBits.
-    pub const VOTE_SET_BITS: u8 = 0x23;
+    pub use crate::p2p::{
+        DATA_CHANNEL as DATA, STATE_CHANNEL as STATE, VOTE_CHANNEL as VOTE,
+        VOTE_SET_BITS_CHANNEL as VOTE_SET_BITS,
+    };
 }
 
 /// The channel each message travels on.
