@@ -417,7 +417,7 @@ mod tests {
         fn part(&self, _: Height, _: u32) -> Option<Part> {
             None
         }
-        fn commit(&self, _: Height) -> Option<(i32, Vec<Vote>)> {
+        fn commit(&self, _: Height) -> Option<Arc<(i32, Vec<Vote>)>> {
             None
         }
         fn validator_count(&self, _: Height) -> usize {

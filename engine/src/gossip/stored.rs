@@ -12,10 +12,16 @@ use crate::types::{Height, Part, PartSet, PartSetHeader, Vote};
 /// Part sets kept rebuilt (a block is re-split only when it leaves).
 const CACHED_BLOCKS: usize = 4;
 
+/// A commit as gossip sends it: its round and precommits.
+pub type CommitVotes = Arc<(i32, Vec<Vote>)>;
+
 /// The block store, read for gossip.
 pub struct StoreView {
     store: Arc<Store>,
     cache: Mutex<VecDeque<(Height, Arc<PartSet>)>>,
+    /// Commits, decoded once: the vote planner asks for the same commit's
+    /// bits, round and each vote in turn, for every vote it sends.
+    commits: Mutex<VecDeque<(Height, CommitVotes)>>,
 }
 
 impl StoreView {
@@ -24,25 +30,51 @@ impl StoreView {
         StoreView {
             store,
             cache: Mutex::new(VecDeque::new()),
+            commits: Mutex::new(VecDeque::new()),
         }
     }
 
     fn part_set(&self, height: Height) -> Option<Arc<PartSet>> {
-        let mut cache = match self.cache.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        if let Some((_, set)) = cache.iter().find(|(h, _)| *h == height) {
-            return Some(set.clone());
-        }
-        let block = self.store.load_block(height).ok().flatten()?;
-        let set = Arc::new(block.part_set());
-        if cache.len() == CACHED_BLOCKS {
-            cache.pop_front();
-        }
-        cache.push_back((height, set.clone()));
-        Some(set)
+        cached(&self.cache, height, || {
+            Some(self.store.load_block(height).ok().flatten()?.part_set())
+        })
     }
+
+    fn commit_votes(&self, height: Height) -> Option<CommitVotes> {
+        cached(&self.commits, height, || {
+            // The canonical commit (from the next block) if there is one,
+            // else the one we decided with.
+            let commit = match self.store.load_block_commit(height).ok().flatten() {
+                Some(c) => c,
+                None => self.store.load_seen_commit(height).ok().flatten()?,
+            };
+            let votes = (0..commit.signatures.len() as u32)
+                .filter_map(|i| commit.get_vote(i))
+                .collect();
+            Some((commit.round as i32, votes))
+        })
+    }
+}
+
+/// Looks `height` up in a small most-recent cache, loading it on a miss.
+fn cached<T>(
+    cache: &Mutex<VecDeque<(Height, Arc<T>)>>,
+    height: Height,
+    load: impl FnOnce() -> Option<T>,
+) -> Option<Arc<T>> {
+    let mut cache = match cache.lock() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    if let Some((_, v)) = cache.iter().find(|(h, _)| *h == height) {
+        return Some(v.clone());
+    }
+    let v = Arc::new(load()?);
+    if cache.len() == CACHED_BLOCKS {
+        cache.pop_front();
+    }
+    cache.push_back((height, v.clone()));
+    Some(v)
 }
 
 impl Stored for StoreView {
@@ -59,17 +91,8 @@ impl Stored for StoreView {
         self.part_set(height)?.get_part(index).cloned()
     }
 
-    fn commit(&self, height: Height) -> Option<(i32, Vec<Vote>)> {
-        // The canonical commit (from the next block) if there is one, else
-        // the one we decided with.
-        let commit = match self.store.load_block_commit(height).ok().flatten() {
-            Some(c) => c,
-            None => self.store.load_seen_commit(height).ok().flatten()?,
-        };
-        let votes = (0..commit.signatures.len() as u32)
-            .filter_map(|i| commit.get_vote(i))
-            .collect();
-        Some((commit.round as i32, votes))
+    fn commit(&self, height: Height) -> Option<CommitVotes> {
+        self.commit_votes(height)
     }
 
     fn validator_count(&self, height: Height) -> usize {
@@ -129,8 +152,9 @@ mod tests {
             assert_eq!(view.part(1, i).as_ref(), parts.get_part(i), "part {i}");
         }
         assert_eq!(view.part(1, id.part_set_header.total), None);
-        let (round, votes) = view.commit(1).expect("commit");
-        assert_eq!(round, 2);
+        let commit = view.commit(1).expect("commit");
+        let (round, votes) = &*commit;
+        assert_eq!(*round, 2);
         assert_eq!(votes.len(), 1, "absent entries are not votes");
         assert_eq!(votes[0].validator_index, 1);
         assert_eq!(votes[0].block_id, Some(id));

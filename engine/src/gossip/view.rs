@@ -7,6 +7,7 @@
 //! locks or copies the core, and so the simulator can build one too.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::bits::BitArray;
 use super::plan::Ours;
@@ -20,8 +21,9 @@ pub trait Stored {
     fn parts_header(&self, height: Height) -> Option<PartSetHeader>;
     /// Part `index` of a stored block.
     fn part(&self, height: Height, index: u32) -> Option<Part>;
-    /// The commit of a stored height as its round and precommits.
-    fn commit(&self, height: Height) -> Option<(i32, Vec<Vote>)>;
+    /// The commit of a stored height as its round and precommits (shared:
+    /// planners read it once per vote sent).
+    fn commit(&self, height: Height) -> Option<Arc<(i32, Vec<Vote>)>>;
     /// Validators at a stored height.
     fn validator_count(&self, height: Height) -> usize;
 }
@@ -205,11 +207,11 @@ impl<S: Stored> Ours for OurView<S> {
         let ones: Vec<u32> = match self.set_of(height, round, kind) {
             Some(v) => v.keys().copied().collect(),
             None if height + 1 < self.height => {
-                let (r, votes) = self.store.commit(height)?;
-                if r != round || kind != VoteType::Precommit {
+                let commit = self.store.commit(height)?;
+                if commit.0 != round || kind != VoteType::Precommit {
                     return None;
                 }
-                votes.iter().map(|v| v.validator_index).collect()
+                commit.1.iter().map(|v| v.validator_index).collect()
             }
             None => return None,
         };
@@ -229,9 +231,15 @@ impl<S: Stored> Ours for OurView<S> {
         match self.set_of(height, round, kind) {
             Some(v) => v.get(&index).cloned(),
             None if height + 1 < self.height && kind == VoteType::Precommit => {
-                let (r, votes) = self.store.commit(height)?;
-                (r == round)
-                    .then(|| votes.into_iter().find(|v| v.validator_index == index))
+                let commit = self.store.commit(height)?;
+                (commit.0 == round)
+                    .then(|| {
+                        commit
+                            .1
+                            .iter()
+                            .find(|v| v.validator_index == index)
+                            .cloned()
+                    })
                     .flatten()
             }
             None => None,
@@ -245,7 +253,7 @@ impl<S: Stored> Ours for OurView<S> {
             }
         }
         if height < self.height {
-            return self.store.commit(height).map(|(r, _)| r);
+            return self.store.commit(height).map(|c| c.0);
         }
         None
     }
@@ -255,14 +263,19 @@ impl<S: Stored> Ours for OurView<S> {
             return self.quorum_value(self.set_of(height, round, kind)?);
         }
         if height < self.height && kind == VoteType::Precommit {
-            let (r, votes) = match (height + 1 == self.height, &self.last_commit) {
-                (true, Some((r, v))) => (*r, v.values().cloned().collect()),
-                _ => self.store.commit(height)?,
+            // A commit's block id: that of any precommit for a block in it.
+            let from = |r: i32, mut votes: std::slice::Iter<'_, Vote>| {
+                (r == round).then(|| votes.find_map(|v| v.block_id).map(Some))?
             };
-            if r != round {
-                return None;
-            }
-            return votes.iter().find_map(|v| v.block_id).map(Some);
+            return match (height + 1 == self.height, &self.last_commit) {
+                (true, Some((r, v))) => {
+                    (*r == round).then(|| v.values().find_map(|v| v.block_id).map(Some))?
+                }
+                _ => {
+                    let commit = self.store.commit(height)?;
+                    from(commit.0, commit.1.iter())
+                }
+            };
         }
         None
     }
@@ -311,14 +324,14 @@ mod tests {
         fn part(&self, _: Height, _: u32) -> Option<Part> {
             None
         }
-        fn commit(&self, h: Height) -> Option<(i32, Vec<Vote>)> {
+        fn commit(&self, h: Height) -> Option<Arc<(i32, Vec<Vote>)>> {
             (h == 3).then(|| {
-                (
+                Arc::new((
                     1,
                     (0..3)
                         .map(|i| vote(3, 1, VoteType::Precommit, i, Some(id())))
                         .collect(),
-                )
+                ))
             })
         }
         fn validator_count(&self, _: Height) -> usize {
