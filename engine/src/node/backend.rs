@@ -118,10 +118,11 @@ impl rpc::Backend for NodeBackend {
                         app: state.version.app,
                     },
                     id: s.node_id.clone(),
-                    listen_addr: cfg.p2p.laddr.clone(),
+                    // The bound address (the configured port may be 0).
+                    listen_addr: s.switch.node_info().listen_addr.clone(),
                     network: s.chain_id.clone(),
                     version: crate::config::COMETBFT_VERSION.into(),
-                    channels: vec![0x40, 0x20, 0x21, 0x22, 0x23, 0x30, 0x38, 0x60, 0x61, 0x00],
+                    channels: s.switch.node_info().channels.clone(),
                     moniker: cfg.moniker.clone(),
                     tx_index: if cfg.tx_index.indexer == "null" {
                         "off"

@@ -8,8 +8,9 @@
 //! end-of-height synced), timers, PrepareProposal/ProcessProposal, and
 //! block execution on a decision.
 //!
-//! This first node runs without peers (a single validator, or a validator
-//! waiting for a network the p2p layer will provide).
+//! The p2p switch starts after the handshake (our node info names the
+//! application's version); each reactor task gets the inbound queue of its
+//! channels: consensus gossip, the mempool, block sync and evidence.
 
 mod backend;
 mod driver;
@@ -28,6 +29,10 @@ use crate::block_exec::{self, BlockExecError};
 use crate::execution;
 use crate::home::{Home, HomeError};
 use crate::mempool::Mempool;
+use crate::p2p::node_info::NodeInfo;
+use crate::p2p::peer::Inbound;
+use crate::p2p::switch::{Switch, SwitchConfig, SwitchHandle};
+use crate::p2p::{self, P2pError};
 use crate::privval::{FilePV, PrivvalError};
 use crate::store::{State, Store, StoreError};
 use crate::types::{Hash, Height, Time};
@@ -60,6 +65,9 @@ pub enum NodeError {
     /// Vote-extension data the node produced or stored breaks the rules.
     #[error(transparent)]
     VoteExtension(#[from] crate::vote_ext::VoteExtensionError),
+    /// The p2p layer's configuration or listener.
+    #[error(transparent)]
+    P2p(#[from] P2pError),
     /// The RPC listener.
     #[error("rpc listen address {addr}: {reason}")]
     Rpc {
@@ -119,6 +127,8 @@ struct Shared {
     txs_available: tokio::sync::watch::Sender<()>,
     events: broadcast::Sender<TxEvent>,
     validator: (crate::types::Address, crate::types::PublicKey),
+    /// The p2p switch (peers for `net_info`, sends for the reactors).
+    switch: SwitchHandle,
 }
 
 impl Shared {
@@ -262,6 +272,64 @@ async fn reconnect(shared: &Shared, genesis: &crate::genesis::GenesisDoc) -> Sta
     }
 }
 
+/// Each reactor's inbound queue from the switch.
+struct ReactorQueues {
+    consensus: tokio::sync::mpsc::Receiver<Inbound>,
+    mempool: tokio::sync::mpsc::Receiver<Inbound>,
+    blocksync: tokio::sync::mpsc::Receiver<Inbound>,
+    evidence: tokio::sync::mpsc::Receiver<Inbound>,
+}
+
+/// Starts the p2p switch from the `[p2p]` section, with CometBFT's channels
+/// split among the reactors.
+async fn start_switch(
+    home: &Home,
+    key: &crate::types::PrivateKey,
+    state: &State,
+) -> Result<(SwitchHandle, ReactorQueues), NodeError> {
+    let config = &home.config;
+    let id = p2p::NodeId::from_public_key(&key.public_key());
+    let mut info = NodeInfo::ours(id, &state.chain_id, &config.moniker, state.version.app);
+    info.rpc_address = config.rpc.laddr.clone();
+    let mut switch = Switch::new(SwitchConfig::from_config(&config.p2p)?, key, info);
+    let channels = p2p::conn::cometbft_channels(
+        usize::try_from(config.mempool.max_tx_bytes).unwrap_or(usize::MAX),
+    );
+    let mut take = |ids: &[u8], capacity: usize| {
+        let mine = channels
+            .iter()
+            .filter(|d| ids.contains(&d.id))
+            .cloned()
+            .collect();
+        switch.register(mine, capacity)
+    };
+    let queues = ReactorQueues {
+        consensus: take(
+            &[
+                p2p::STATE_CHANNEL,
+                p2p::DATA_CHANNEL,
+                p2p::VOTE_CHANNEL,
+                p2p::VOTE_SET_BITS_CHANNEL,
+            ],
+            1024,
+        )?,
+        mempool: take(&[p2p::MEMPOOL_CHANNEL], 256)?,
+        blocksync: take(&[p2p::BLOCKSYNC_CHANNEL], 64)?,
+        evidence: take(&[p2p::EVIDENCE_CHANNEL], 16)?,
+    };
+    Ok((switch.start().await?, queues))
+}
+
+/// Drains a reactor queue whose messages nobody handles yet, so that the
+/// peers sending them are not held up.
+async fn drain(mut queue: tokio::sync::mpsc::Receiver<Inbound>, what: &'static str) {
+    while let Some(inbound) = queue.recv().await {
+        if let Inbound::Message { peer, channel, msg } = inbound {
+            tracing::trace!(%peer, channel, len = msg.len(), what, "message not handled yet");
+        }
+    }
+}
+
 /// Runs the node at `home` until `shutdown` resolves or a fatal error.
 pub async fn run(
     home: Home,
@@ -269,7 +337,8 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let config = home.config.clone();
     let genesis = home.genesis()?;
-    let node_id = home.node_key()?.id();
+    let node_key = home.node_key()?;
+    let node_id = node_key.id();
     let store = Arc::new(Store::open(&Store::path_in_home(&home.dir))?);
     tracing::info!(app = %config.proxy_app, "connecting to the application");
     let app = AppConns::connect(&config.proxy_app, &AppConnConfig::default()).await?;
@@ -283,6 +352,7 @@ pub async fn run(
     if let Some(t) = truncation {
         tracing::warn!(?t, "the WAL had a damaged tail; it was truncated");
     }
+    let (switch, queues) = start_switch(&home, &node_key.0, &state).await?;
     let (events, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared {
         chain_id: state.chain_id.clone(),
@@ -298,7 +368,12 @@ pub async fn run(
         app: RwLock::new(app),
         events,
         home,
+        switch: switch.clone(),
     });
+    tokio::spawn(drain(queues.consensus, "consensus"));
+    tokio::spawn(drain(queues.mempool, "mempool"));
+    tokio::spawn(drain(queues.blocksync, "blocksync"));
+    tokio::spawn(drain(queues.evidence, "evidence"));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let rpc_addr = config.rpc.laddr.trim_start_matches("tcp://").to_string();
@@ -369,6 +444,7 @@ pub async fn run(
         pv = FilePV::load(shared.home.privval_paths())?;
     };
     let _ = stop_tx.send(true);
+    switch.stop();
     let _ = wal.flush_and_sync();
     result
 }

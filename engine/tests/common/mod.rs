@@ -46,7 +46,8 @@ pub fn log(home: &Path) -> String {
     std::fs::read_to_string(log_path(home)).unwrap_or_default()
 }
 
-/// `engine start --home HOME --rpc.laddr tcp://127.0.0.1:PORT EXTRA...`.
+/// `engine start --home HOME --rpc.laddr tcp://127.0.0.1:PORT EXTRA...`;
+/// p2p listens on a port the OS picks unless EXTRA names `--p2p.laddr`.
 pub fn start_node(home: &Path, port: u16, extra: &[&str]) -> Process {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -57,6 +58,11 @@ pub fn start_node(home: &Path, port: u16, extra: &[&str]) -> Process {
         .args(["start", "--home"])
         .arg(home)
         .args(["--rpc.laddr", &format!("tcp://127.0.0.1:{port}")])
+        .args(if extra.contains(&"--p2p.laddr") {
+            &[][..]
+        } else {
+            &["--p2p.laddr", "tcp://127.0.0.1:0"][..]
+        })
         .args(extra)
         .env_remove("CMTHOME")
         .stdout(Stdio::null())
