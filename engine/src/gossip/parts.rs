@@ -2,7 +2,12 @@
 //!
 //! Parts are collected only for blocks this node wants at its height: the
 //! proposal's, or one that a quorum voted for (the consensus core says
-//! which). Each part's merkle proof is checked against the wanted part set
+//! which). A proposal's block is also collected provisionally from the
+//! moment the proposal arrives, before the core has judged it: its parts
+//! follow it on the wire and would otherwise be dropped (the sender does
+//! not send a part twice). Provisional sets give way to newer ones and to
+//! the core's, so a peer sending junk proposals cannot crowd out the
+//! blocks the core wants. Each part's merkle proof is checked against the wanted part set
 //! header before it is kept, so a peer cannot make us hold junk; a complete
 //! set is decoded and must hash to the wanted block id.
 
@@ -37,6 +42,8 @@ pub enum PartError {
 pub struct PartAssembler {
     height: Height,
     sets: BTreeMap<BlockId, PartSet>,
+    /// Ids collected only because a proposal named them, oldest first.
+    provisional: std::collections::VecDeque<BlockId>,
 }
 
 impl PartAssembler {
@@ -44,22 +51,54 @@ impl PartAssembler {
     pub fn reset(&mut self, height: Height) {
         self.height = height;
         self.sets.clear();
+        self.provisional.clear();
     }
 
-    /// Collects parts for `id` at the current height (no-op if known, or
-    /// if [`MAX_SETS`] are being filled).
+    /// Collects parts for `id` at the current height because the core wants
+    /// it (no-op if known; a provisional set makes room if [`MAX_SETS`] are
+    /// being filled, else it is a no-op).
     pub fn want(&mut self, id: BlockId) {
-        if self.sets.len() < MAX_SETS {
+        self.provisional.retain(|p| *p != id);
+        if !self.sets.contains_key(&id) && self.make_room() {
             self.sets
-                .entry(id)
-                .or_insert_with(|| PartSet::from_header(id.part_set_header));
+                .insert(id, PartSet::from_header(id.part_set_header));
         }
     }
 
-    /// Stops collecting for ids not in `keep` (the core no longer wants
-    /// them: a new round's proposal replaced them).
+    /// Collects parts for the block a just-received proposal names, before
+    /// the core has checked the proposal; evicts the oldest provisional set
+    /// when full, never one the core wants.
+    pub fn want_provisionally(&mut self, id: BlockId) {
+        if self.sets.contains_key(&id) || !self.make_room() {
+            return;
+        }
+        self.sets
+            .insert(id, PartSet::from_header(id.part_set_header));
+        self.provisional.push_back(id);
+    }
+
+    /// Frees a slot if all are taken, by dropping the oldest provisional
+    /// set; false if every slot holds a set the core wants.
+    fn make_room(&mut self) -> bool {
+        if self.sets.len() < MAX_SETS {
+            return true;
+        }
+        match self.provisional.pop_front() {
+            Some(old) => {
+                self.sets.remove(&old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops collecting for ids the core no longer wants (a new round's
+    /// proposal replaced them); provisional sets stay, as the core may not
+    /// have seen their proposal yet.
     pub fn retain(&mut self, keep: &[BlockId]) {
-        self.sets.retain(|id, _| keep.contains(id));
+        let provisional = &self.provisional;
+        self.sets
+            .retain(|id, _| keep.contains(id) || provisional.contains(id));
     }
 
     /// Whether we are collecting `id`'s parts, and which we have.
@@ -105,6 +144,7 @@ impl PartAssembler {
             self.sets.insert(id, set);
             return Ok(None);
         }
+        self.provisional.retain(|p| *p != id);
         let bytes = set.data().unwrap_or_default();
         let block =
             Block::from_bytes(&bytes).map_err(|e| PartError::BadBlock(id, e.to_string()))?;
@@ -183,5 +223,37 @@ mod tests {
         forged.bytes[0] ^= 1;
         assert!(a.add(1, forged).is_err(), "the proof does not verify");
         assert!(a.add(1, p).expect("fits").is_none());
+    }
+
+    #[test]
+    fn provisional_sets_never_crowd_out_wanted_ones() {
+        let blocks: Vec<Block> = (0..8).map(|i| block(1 + i)).collect();
+        let ids: Vec<BlockId> = blocks.iter().map(Block::block_id).collect();
+        let mut a = PartAssembler::default();
+        a.reset(1);
+        // A proposal's parts are collected before the core confirms it...
+        a.want_provisionally(ids[0]);
+        a.retain(&[]);
+        assert!(a.set(&ids[0]).is_some(), "kept until the core decides");
+        // ...and junk proposals evict only each other, oldest first.
+        a.want(ids[1]);
+        for id in &ids[2..8] {
+            a.want_provisionally(*id);
+        }
+        assert!(a.set(&ids[1]).is_some(), "the core's set stays");
+        assert!(a.set(&ids[0]).is_none() && a.set(&ids[4]).is_none());
+        assert!((5..8).all(|i| a.set(&ids[i]).is_some()), "the newest stay");
+        // The core wanting a block makes room among provisional sets.
+        a.want(ids[0]);
+        assert!(a.set(&ids[0]).is_some() && a.set(&ids[1]).is_some());
+        // A completed block leaves no trace.
+        let parts = blocks[7].part_set();
+        let mut done = None;
+        for i in 0..ids[7].part_set_header.total {
+            let part = parts.get_part(i).expect("part").clone();
+            done = a.add(1, part).expect("fits");
+        }
+        assert!(done.is_some(), "complete");
+        assert!(a.set(&ids[7]).is_none());
     }
 }

@@ -261,6 +261,10 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
             ConsensusMessage::Proposal(p) => {
                 let pol = p.pol_round.map_or(-1, |r| r as i32);
                 state.set_has_proposal(p.height, p.round as i32, p.block_id.part_set_header, pol);
+                // Its parts follow it; collect them while the core checks it.
+                if p.height == self.view.position().0 {
+                    self.assembler.want_provisionally(p.block_id);
+                }
                 to_core.push(ToCore::Proposal(p));
             }
             ConsensusMessage::ProposalPol {

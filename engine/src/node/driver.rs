@@ -16,6 +16,8 @@ use super::{now, NodeError, Shared, TxEvent};
 use crate::block_exec;
 use crate::consensus::{self, Consensus, Ed25519Verifier, Input, Output, Step};
 use crate::execution;
+use crate::gossip::peer::step as wire_step;
+use crate::gossip::reactor::OurEvent;
 use crate::privval::FilePV;
 use crate::store::State;
 use crate::types::{sha256, Block, BlockId, ExtendedCommit, Height, Vote, VoteType};
@@ -35,10 +37,19 @@ pub(super) struct Driver {
     /// The configuration asks round 0 to wait for transactions
     /// (create_empty_blocks = false, or an interval).
     wait_for_txs: bool,
+    /// What the core accepted and where it stands, for gossip.
+    gossip: mpsc::UnboundedSender<OurEvent>,
+    /// The position and wanted blocks last told to gossip.
+    told: (Height, u32, u8, Vec<BlockId>),
 }
 
 impl Driver {
-    pub(super) fn new(shared: Arc<Shared>, pv: FilePV, timeouts: consensus::Timeouts) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        pv: FilePV,
+        timeouts: consensus::Timeouts,
+        gossip: mpsc::UnboundedSender<OurEvent>,
+    ) -> Self {
         let mut cfg = consensus::Config::new(shared.chain_id.clone(), Some(pv.address()));
         cfg.timeouts = timeouts;
         let core = Consensus::new(cfg, Arc::new(Ed25519Verifier));
@@ -54,12 +65,112 @@ impl Driver {
             rx,
             txs_available,
             wait_for_txs,
+            gossip,
+            told: (0, 0, 0, Vec::new()),
         }
     }
 
+    fn tell(&self, event: OurEvent) {
+        // Gossip stops only with the node.
+        let _ = self.gossip.send(event);
+    }
+
+    /// Tells gossip everything the core holds at its height: on a new
+    /// height (the core then also takes messages it buffered for it) and
+    /// after a WAL replay.
+    fn tell_all(&mut self) {
+        let rs = self.core.round_state();
+        let Some(validators) = self.core.validators() else {
+            return;
+        };
+        self.tell(OurEvent::HeightStarted {
+            height: rs.height,
+            powers: validators
+                .validators
+                .iter()
+                .map(|v| v.voting_power)
+                .collect(),
+            last_commit: None,
+        });
+        for round in 0..=rs.round {
+            if let Some(p) = self.core.proposal(round) {
+                if let Some(block) = self.core.block(&p.block_id) {
+                    self.tell(OurEvent::Block(block.clone()));
+                }
+                self.tell(OurEvent::Proposal(p.clone()));
+            }
+        }
+        let votes: Vec<Vote> = self
+            .core
+            .votes()
+            .rounds()
+            .flat_map(|(_, rv)| {
+                rv.prevotes
+                    .votes()
+                    .values()
+                    .chain(rv.precommits.votes().values())
+            })
+            .cloned()
+            .collect();
+        for v in votes {
+            self.tell(OurEvent::Vote(v));
+        }
+        self.told = (rs.height, u32::MAX, 0, Vec::new());
+        self.tell_position();
+    }
+
+    /// Tells gossip what an accepted input changed.
+    fn tell_accepted(&mut self, input: &Input) {
+        match input {
+            Input::StartHeight { .. } => return self.tell_all(),
+            Input::Proposal(p) if self.core.proposal(p.round) == Some(p) => {
+                self.tell(OurEvent::Proposal(p.clone()));
+            }
+            Input::Vote(v) => self.tell(OurEvent::Vote(v.clone())),
+            Input::Certificate(votes) => {
+                for v in votes {
+                    self.tell(OurEvent::Vote(v.clone()));
+                }
+            }
+            Input::Block { block_id, block } if self.core.block(block_id).is_some() => {
+                self.tell(OurEvent::Block(block.clone()));
+            }
+            _ => {}
+        }
+        self.tell_position();
+    }
+
+    /// Tells gossip the core's (round, step) and wanted blocks if changed.
+    fn tell_position(&mut self) {
+        let rs = self.core.round_state();
+        let step = match rs.step {
+            Step::Unstarted => return,
+            Step::NewRound => wire_step::NEW_ROUND,
+            Step::Propose => wire_step::PROPOSE,
+            Step::Prevote => wire_step::PREVOTE,
+            Step::Precommit => wire_step::PRECOMMIT,
+            Step::Commit => wire_step::COMMIT,
+        };
+        if (self.told.0, self.told.1, self.told.2) != (rs.height, rs.round, step) {
+            self.told = (rs.height, rs.round, step, std::mem::take(&mut self.told.3));
+            self.tell(OurEvent::Position {
+                round: i32::try_from(rs.round).unwrap_or(i32::MAX),
+                step,
+            });
+        }
+        let wanted = self.core.wanted_blocks();
+        if wanted != self.told.3 {
+            self.told.3 = wanted.clone();
+            self.tell(OurEvent::Wanted(wanted));
+        }
+    }
+
+    /// Runs consensus until `stop` or an error; `peers` carries what the
+    /// consensus reactor received (it outlives drivers, so it is lent).
     pub(super) async fn run(
         mut self,
         wal: &mut Wal,
+        peers: &mut mpsc::Receiver<Input>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
         let state = self.shared.state();
@@ -83,6 +194,7 @@ impl Driver {
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut queue = VecDeque::new();
         if started {
+            self.tell_all();
             let rs = self.core.round_state();
             tracing::info!(
                 height,
@@ -141,6 +253,7 @@ impl Driver {
                 None => {
                     let received = tokio::select! {
                         i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
+                        i = peers.recv() => match i { Some(i) => i, None => return Ok(()) },
                         r = self.txs_available.changed(), if txs_open => match r {
                             Ok(()) => match self.txs_release() {
                                 Some(i) => i,
@@ -180,13 +293,15 @@ impl Driver {
                 Durability::Buffered
             };
             wal.append(now(), &WalMessage::Input(input.clone()), durability)?;
-            let outputs = match self.core.handle(input) {
+            tracing::trace!(?input, "consensus input");
+            let outputs = match self.core.handle(input.clone()) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::debug!(error = %e, "input refused");
                     continue;
                 }
             };
+            self.tell_accepted(&input);
             for output in outputs {
                 self.carry_out(output, &mut queue, wal).await?;
             }
@@ -329,8 +444,10 @@ impl Driver {
             }
             Output::Propose {
                 mut proposal,
-                block: _,
+                block,
             } => {
+                // Our parts first, so the proposal's event finds them.
+                self.tell(OurEvent::Block(block));
                 proposal.timestamp = now();
                 self.pv.sign_proposal(&chain_id, &mut proposal)?;
                 queue.push_back(Input::Proposal(proposal));
@@ -367,6 +484,11 @@ impl Driver {
                 block,
                 commit,
             } => {
+                self.tell(OurEvent::Block(block.clone()));
+                self.tell(OurEvent::Decided {
+                    round: i32::try_from(round).unwrap_or(i32::MAX),
+                    block_id: commit.block_id,
+                });
                 self.decide(height, round, &block, &commit, wal).await?;
             }
             Output::Equivocation { first, second } => {

@@ -13,6 +13,7 @@
 //! channels: consensus gossip, the mempool, block sync and evidence.
 
 mod backend;
+mod consensus_reactor;
 mod driver;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -330,6 +331,26 @@ async fn drain(mut queue: tokio::sync::mpsc::Receiver<Inbound>, what: &'static s
     }
 }
 
+/// Runs `work` while dropping what peers send consensus: with no driver
+/// running, nothing would take it, and a full queue would stall the peers'
+/// connections (block sync included). What is dropped is not lost for
+/// good: peers send a lagging node the commit of its height (catch-up),
+/// and block sync takes over when it falls further behind.
+async fn while_draining<T>(
+    work: impl std::future::Future<Output = T>,
+    peers: &mut tokio::sync::mpsc::Receiver<crate::consensus::Input>,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            got = peers.recv() => if got.is_none() {
+                return work.await;
+            },
+        }
+    }
+}
+
 /// Runs the node at `home` until `shutdown` resolves or a fatal error.
 pub async fn run(
     home: Home,
@@ -370,7 +391,14 @@ pub async fn run(
         home,
         switch: switch.clone(),
     });
-    tokio::spawn(drain(queues.consensus, "consensus"));
+    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (peer_tx, mut peer_rx) = tokio::sync::mpsc::channel(consensus_reactor::TO_DRIVER_CAPACITY);
+    tokio::spawn(consensus_reactor::run(
+        shared.clone(),
+        queues.consensus,
+        gossip_rx,
+        peer_tx,
+    ));
     tokio::spawn(drain(queues.mempool, "mempool"));
     tokio::spawn(drain(queues.blocksync, "blocksync"));
     tokio::spawn(drain(queues.evidence, "evidence"));
@@ -413,9 +441,14 @@ pub async fn run(
 
     let mut shutdown = Box::pin(shutdown);
     let result = loop {
-        let driver = Driver::new(shared.clone(), pv, config.consensus.timeouts());
+        let driver = Driver::new(
+            shared.clone(),
+            pv,
+            config.consensus.timeouts(),
+            gossip_tx.clone(),
+        );
         let failure = tokio::select! {
-            r = driver.run(&mut wal, stop_rx.clone()) => match r {
+            r = driver.run(&mut wal, &mut peer_rx, stop_rx.clone()) => match r {
                 Err(e) => match e.app_failure() {
                     Some(app_error) => app_error.clone(),
                     None => break Err(e),
@@ -430,7 +463,7 @@ pub async fn run(
         // application and resume through the handshake, as at start.
         tracing::error!(error = %failure, "consensus stopped: the application failed; RPC keeps serving, reconnecting until it is back");
         let state = tokio::select! {
-            s = reconnect(&shared, &genesis) => s,
+            s = while_draining(reconnect(&shared, &genesis), &mut peer_rx) => s,
             _ = &mut shutdown => break Ok(()),
         };
         tracing::info!(height = state.last_block_height, app_hash = %hex::encode_upper(&state.app_hash), "the application is back; resuming consensus");

@@ -1,0 +1,178 @@
+//! The consensus reactor task: moves consensus messages between the p2p
+//! switch and the driver around the pure [`gossip::reactor::Reactor`].
+//!
+//! - Peers' messages are decoded, applied to what we know of the peer, and
+//!   those the core should see go to the driver through a bounded queue (a
+//!   busy driver slows the peers down instead of growing memory).
+//! - The driver's [`OurEvent`]s (what the core accepted, where it stands)
+//!   update our view; the reactor then plans, per peer, the proposal, parts
+//!   and votes that peer lacks, and offers them to its send queues without
+//!   waiting. A full queue stops planning for that peer until the next
+//!   tick, so one slow peer never holds up the others.
+//! - A peer that sends an undecodable or invalid message is disconnected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::consensus::Input;
+use crate::gossip::message::ConsensusMessage;
+use crate::gossip::reactor::{channel_of, OurEvent, Reactor, ToCore};
+use crate::gossip::stored::StoreView;
+use crate::gossip::view::Stored;
+use crate::p2p::peer::{Inbound, PeerEvent};
+use crate::p2p::switch::SwitchHandle;
+use crate::p2p::NodeId;
+
+/// How often planning runs without news, for peers whose queues were full.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How often our +2/3 claims go out (CometBFT's `peerQueryMaj23SleepDuration`).
+const MAJ23_EVERY: Duration = Duration::from_secs(2);
+
+/// How many peer messages the driver may have waiting.
+pub(super) const TO_DRIVER_CAPACITY: usize = 1024;
+
+/// Runs until the switch's queue closes.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut inbound: mpsc::Receiver<Inbound>,
+    mut events: mpsc::UnboundedReceiver<OurEvent>,
+    to_driver: mpsc::Sender<Input>,
+) {
+    let switch = shared.switch.clone();
+    let seed = u64::from_le_bytes(switch.id().0[..8].try_into().unwrap_or([0; 8]));
+    let mut reactor: Reactor<NodeId, StoreView> =
+        Reactor::new(StoreView::new(shared.store.clone()), seed);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut maj23 = tokio::time::interval(MAJ23_EVERY);
+    maj23.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut events_open = true;
+    loop {
+        tokio::select! {
+            got = inbound.recv() => {
+                let Some(got) = got else { return };
+                on_inbound(&mut reactor, &switch, got, &to_driver).await;
+                // Take whatever else is already queued before planning once.
+                while let Ok(got) = inbound.try_recv() {
+                    on_inbound(&mut reactor, &switch, got, &to_driver).await;
+                }
+            }
+            event = events.recv(), if events_open => {
+                let Some(event) = event else {
+                    events_open = false;
+                    continue;
+                };
+                on_event(&mut reactor, &switch, event);
+                while let Ok(event) = events.try_recv() {
+                    on_event(&mut reactor, &switch, event);
+                }
+            }
+            _ = tick.tick() => {}
+            _ = maj23.tick() => {
+                let peers: Vec<NodeId> = reactor.peers().copied().collect();
+                for peer in peers {
+                    for m in reactor.maj23_for(&peer) {
+                        send(&switch, peer, &m);
+                    }
+                }
+            }
+        }
+        plan_all(&mut reactor, &switch);
+    }
+}
+
+fn send(switch: &SwitchHandle, peer: NodeId, m: &ConsensusMessage) -> bool {
+    switch.try_send(peer, channel_of(m), Bytes::from(m.encode()))
+}
+
+fn plan_all(reactor: &mut Reactor<NodeId, StoreView>, switch: &SwitchHandle) {
+    let peers: Vec<NodeId> = reactor.peers().copied().collect();
+    for peer in peers {
+        reactor.plan(&peer, |m| send(switch, peer, m));
+    }
+}
+
+fn on_event(reactor: &mut Reactor<NodeId, StoreView>, switch: &SwitchHandle, event: OurEvent) {
+    let event = match event {
+        // The previous height's commit comes from the store, where the
+        // driver saved it before starting this height.
+        OurEvent::HeightStarted {
+            height,
+            powers,
+            last_commit: None,
+        } if height > 1 => {
+            let last_commit = reactor
+                .view()
+                .store()
+                .commit(height - 1)
+                .map(|c| (*c).clone());
+            OurEvent::HeightStarted {
+                height,
+                powers,
+                last_commit,
+            }
+        }
+        other => other,
+    };
+    for (peer, m) in reactor.on_our_event(event) {
+        send(switch, peer, &m);
+    }
+}
+
+async fn on_inbound(
+    reactor: &mut Reactor<NodeId, StoreView>,
+    switch: &SwitchHandle,
+    inbound: Inbound,
+    to_driver: &mpsc::Sender<Input>,
+) {
+    match inbound {
+        Inbound::Peer(PeerEvent::Added(info)) => {
+            let hello = reactor.add_peer(info.id);
+            send(switch, info.id, &hello);
+        }
+        Inbound::Peer(PeerEvent::Removed(id, _)) => reactor.remove_peer(&id),
+        Inbound::Message { peer, channel, msg } => {
+            let decoded = match ConsensusMessage::decode(&msg) {
+                Ok(m) if channel_of(&m) == channel => m,
+                Ok(m) => {
+                    let reason = format!(
+                        "consensus message for channel {:#x} sent on {channel:#x}",
+                        channel_of(&m)
+                    );
+                    let _ = switch.stop_peer(peer, reason);
+                    return;
+                }
+                Err(e) => {
+                    let _ = switch.stop_peer(peer, format!("invalid consensus message: {e}"));
+                    return;
+                }
+            };
+            match reactor.on_message(&peer, decoded) {
+                Ok((to_core, replies)) => {
+                    for m in replies {
+                        send(switch, peer, &m);
+                    }
+                    for c in to_core {
+                        let input = match c {
+                            ToCore::Proposal(p) => Input::Proposal(p),
+                            ToCore::Vote(v) => Input::Vote(v),
+                            ToCore::Block(block_id, block) => Input::Block { block_id, block },
+                        };
+                        // The driver is gone only while the node stops.
+                        if to_driver.send(input).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = switch.stop_peer(peer, e.to_string());
+                }
+            }
+        }
+    }
+}
