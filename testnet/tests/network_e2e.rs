@@ -85,6 +85,8 @@ impl Drop for Node {
 /// commit timeouts, its nodes started.
 struct Net {
     _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    base: u16,
     nodes: Vec<Node>,
 }
 
@@ -112,7 +114,17 @@ impl Net {
                 Node::start(&home, base + 10 * i + 7)
             })
             .collect();
-        Net { _tmp: tmp, nodes }
+        Net {
+            _tmp: tmp,
+            dir,
+            base,
+            nodes,
+        }
+    }
+
+    /// Node `i`'s p2p port.
+    fn p2p_port(&self, i: usize) -> u16 {
+        self.base + 10 * i as u16
     }
 
     /// Waits until every node in `which` has committed `h`.
@@ -242,4 +254,154 @@ fn one_of_four_down_the_rest_go_on_and_two_down_stops_without_forking() {
     net.nodes[2].restart();
     net.wait_all(&[0, 1, 2], after + 3, Duration::from_secs(120));
     net.assert_agree(&[0, 1, 2], 1..=after + 3);
+}
+
+#[test]
+fn garbage_and_impostor_peers_are_dropped_and_the_network_goes_on() {
+    use engine::p2p;
+    use std::io::{Read, Write};
+
+    let net = Net::start(4);
+    net.wait_all(&all(4), 2, Duration::from_secs(120));
+    let home0 = net.dir.join("node0");
+    let id0 = engine_says("show-node-id", &home0);
+    let genesis =
+        engine::genesis::GenesisDoc::load(&home0.join("config/genesis.json")).expect("genesis");
+
+    // Bytes that are no handshake: the connection is closed.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", net.p2p_port(0))).expect("connect");
+    raw.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let _ = raw.write_all(&garbage);
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match raw.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => {
+                break e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut
+            }
+        }
+    };
+    assert!(closed, "node0 closes a connection that sends garbage");
+
+    // An authenticated peer that sends a garbage consensus message is
+    // disconnected, with the reason logged.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let key = engine::types::PrivateKey::from_seed([42; 32]);
+    let our_id = p2p::NodeId::from_public_key(&key.public_key());
+    let removed = runtime.block_on(async {
+        let config = engine::config::P2pConfig {
+            laddr: "tcp://127.0.0.1:0".into(),
+            persistent_peers: format!("{id0}@127.0.0.1:{}", net.p2p_port(0)),
+            allow_duplicate_ip: true,
+            ..Default::default()
+        };
+        let info = p2p::node_info::NodeInfo::ours(our_id, &genesis.chain_id, "intruder", 1);
+        let mut switch = p2p::switch::Switch::new(
+            p2p::switch::SwitchConfig::from_config(&config).expect("config"),
+            &key,
+            info,
+        );
+        let mut inbound = switch
+            .register(p2p::conn::cometbft_channels(1 << 20), 64)
+            .expect("channels");
+        let handle = switch.start().await.expect("started");
+        let node0 = loop {
+            match tokio::time::timeout(Duration::from_secs(30), inbound.recv()).await {
+                Ok(Some(p2p::peer::Inbound::Peer(p2p::peer::PeerEvent::Added(info)))) => {
+                    break info.id
+                }
+                Ok(Some(_)) => continue,
+                other => panic!("node0 never connected: {other:?}"),
+            }
+        };
+        handle
+            .send(
+                node0,
+                p2p::STATE_CHANNEL,
+                bytes::Bytes::from_static(b"\xff\xffjunk"),
+            )
+            .await
+            .expect("sent");
+        let removed = loop {
+            match tokio::time::timeout(Duration::from_secs(30), inbound.recv()).await {
+                Ok(Some(p2p::peer::Inbound::Peer(p2p::peer::PeerEvent::Removed(id, _)))) => {
+                    break id
+                }
+                Ok(Some(_)) => continue,
+                other => panic!("node0 kept the peer that sent junk: {other:?}"),
+            }
+        };
+        handle.stop();
+        removed
+    });
+    assert_eq!(removed.to_string(), id0);
+    let log0 = net.nodes[0].log();
+    assert!(
+        log0.lines().any(|l| l.contains("peer removed")
+            && l.contains(&our_id.to_string())
+            && l.contains("invalid consensus message")),
+        "node0 says why it dropped the peer:\n{}",
+        tail(&log0)
+    );
+
+    // A node that dials node0 under another ID refuses the connection.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("impostor-dialler");
+    let out = Command::new(engine_binary())
+        .args(["init", "--home"])
+        .arg(&home)
+        .env_remove("CMTHOME")
+        .output()
+        .expect("init");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::copy(
+        home0.join("config/genesis.json"),
+        home.join("config/genesis.json"),
+    )
+    .expect("genesis");
+    let wrong = "0123456789abcdef0123456789abcdef01234567";
+    let rpc = base_port(1);
+    let log = std::fs::File::create(home.join("engine.log")).expect("log");
+    let child = Command::new(engine_binary())
+        .args(["start", "--home"])
+        .arg(&home)
+        .args(["--rpc.laddr", &format!("tcp://127.0.0.1:{rpc}")])
+        .args(["--p2p.laddr", "tcp://127.0.0.1:0"])
+        .args([
+            "--p2p.persistent_peers",
+            &format!("{wrong}@127.0.0.1:{}", net.p2p_port(0)),
+        ])
+        .env_remove("CMTHOME")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("engine starts");
+    let mut dialler = Node {
+        home: home.clone(),
+        rpc,
+        child: Some(child),
+    };
+    wait_until(
+        "the dialler refuses the wrong ID",
+        Duration::from_secs(60),
+        || {
+            dialler.log().contains(&format!(
+                "dialled {wrong} but the peer authenticated as {id0}"
+            ))
+        },
+    );
+    dialler.kill();
+
+    // The validators never stopped.
+    let h = net.nodes[0].height();
+    net.wait_all(&all(4), h + 3, Duration::from_secs(60));
+    net.assert_agree(&all(4), 1..=h + 3);
 }

@@ -635,9 +635,9 @@ impl Driver {
         }
         wal.append(now(), &WalMessage::EndHeight(height), Durability::Sync)?;
         tracing::info!(height, round, txs = block.txs.len(), hash = ?id.hash, app_hash = %hex::encode_upper(&next.app_hash), "committed block");
-        // Before the next height reaps: txs the new state invalidated go.
-        self.shared.recheck_mempool().await?;
-        // Transactions still left are available for the next height.
+        // Txs the new state invalidated leave the mempool in the background.
+        self.shared.request_recheck();
+        // Transactions left are available for the next height.
         self.shared.notify_txs_available();
         let tx = self.inputs.clone();
         let validators = next.validators.clone();

@@ -130,6 +130,10 @@ struct Shared {
     validator: (crate::types::Address, crate::types::PublicKey),
     /// The p2p switch (peers for `net_info`, sends for the reactors).
     switch: SwitchHandle,
+    /// A background mempool recheck runs (see [`Shared::request_recheck`]).
+    recheck_running: std::sync::atomic::AtomicBool,
+    /// Another recheck is due once the running one ends.
+    recheck_again: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -228,6 +232,37 @@ impl Shared {
         }
         tracing::debug!(total, removed, "rechecked the mempool");
         Ok(())
+    }
+
+    /// Rechecks the mempool in the background, off consensus's path: a
+    /// large mempool must not delay the next height's proposal. Requests
+    /// while a recheck runs coalesce into one more pass after it. Until a
+    /// pass ends, a proposal may carry a tx the new state makes invalid;
+    /// the application refuses it in FinalizeBlock, as it must anyway. A
+    /// failed application connection is noticed by the driver's health
+    /// check, so it is only logged here.
+    fn request_recheck(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.recheck_again.store(true, SeqCst);
+        if self.recheck_running.swap(true, SeqCst) {
+            return;
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            loop {
+                while shared.recheck_again.swap(false, SeqCst) {
+                    if let Err(e) = shared.recheck_mempool().await {
+                        tracing::warn!(error = %e, "mempool recheck failed");
+                    }
+                }
+                shared.recheck_running.store(false, SeqCst);
+                // A request that came after the last swap but before the
+                // flag cleared found it set and left: take it here.
+                if !shared.recheck_again.load(SeqCst) || shared.recheck_running.swap(true, SeqCst) {
+                    return;
+                }
+            }
+        });
     }
 
     fn with_mempool<R>(&self, f: impl FnOnce(&mut Mempool) -> R) -> R {
@@ -390,6 +425,8 @@ pub async fn run(
         events,
         home,
         switch: switch.clone(),
+        recheck_running: Default::default(),
+        recheck_again: Default::default(),
     });
     let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
     let (peer_tx, mut peer_rx) = tokio::sync::mpsc::channel(consensus_reactor::TO_DRIVER_CAPACITY);
