@@ -36,6 +36,42 @@ const MAJ23_EVERY: Duration = Duration::from_secs(2);
 /// How many peer messages the driver may have waiting.
 pub(super) const TO_DRIVER_CAPACITY: usize = 1024;
 
+/// Messages and bytes through the reactor during one height, logged when
+/// the next starts (the measure of gossip's cost per height).
+#[derive(Default)]
+struct Traffic {
+    height: crate::types::Height,
+    sent: u64,
+    sent_bytes: u64,
+    received: u64,
+    received_bytes: u64,
+}
+
+impl Traffic {
+    fn sent(&mut self, len: usize) {
+        self.sent += 1;
+        self.sent_bytes += len as u64;
+    }
+
+    fn next_height(&mut self, height: crate::types::Height, peers: usize) {
+        if self.height > 0 {
+            tracing::debug!(
+                height = self.height,
+                peers,
+                sent = self.sent,
+                sent_bytes = self.sent_bytes,
+                received = self.received,
+                received_bytes = self.received_bytes,
+                "consensus gossip for the height"
+            );
+        }
+        *self = Traffic {
+            height,
+            ..Traffic::default()
+        };
+    }
+}
+
 /// Runs until the switch's queue closes.
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -52,14 +88,15 @@ pub(super) async fn run(
     let mut maj23 = tokio::time::interval(MAJ23_EVERY);
     maj23.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut events_open = true;
+    let mut traffic = Traffic::default();
     loop {
         tokio::select! {
             got = inbound.recv() => {
                 let Some(got) = got else { return };
-                on_inbound(&mut reactor, &switch, got, &to_driver).await;
+                on_inbound(&mut reactor, &switch, got, &to_driver, &mut traffic).await;
                 // Take whatever else is already queued before planning once.
                 while let Ok(got) = inbound.try_recv() {
-                    on_inbound(&mut reactor, &switch, got, &to_driver).await;
+                    on_inbound(&mut reactor, &switch, got, &to_driver, &mut traffic).await;
                 }
             }
             event = events.recv(), if events_open => {
@@ -67,9 +104,9 @@ pub(super) async fn run(
                     events_open = false;
                     continue;
                 };
-                on_event(&mut reactor, &switch, event);
+                on_event(&mut reactor, &switch, event, &mut traffic);
                 while let Ok(event) = events.try_recv() {
-                    on_event(&mut reactor, &switch, event);
+                    on_event(&mut reactor, &switch, event, &mut traffic);
                 }
             }
             _ = tick.tick() => {}
@@ -77,27 +114,45 @@ pub(super) async fn run(
                 let peers: Vec<NodeId> = reactor.peers().copied().collect();
                 for peer in peers {
                     for m in reactor.maj23_for(&peer) {
-                        send(&switch, peer, &m);
+                        send(&switch, peer, &m, &mut traffic);
                     }
                 }
             }
         }
-        plan_all(&mut reactor, &switch);
+        plan_all(&mut reactor, &switch, &mut traffic);
     }
 }
 
-fn send(switch: &SwitchHandle, peer: NodeId, m: &ConsensusMessage) -> bool {
-    switch.try_send(peer, channel_of(m), Bytes::from(m.encode()))
+fn send(switch: &SwitchHandle, peer: NodeId, m: &ConsensusMessage, traffic: &mut Traffic) -> bool {
+    let bytes = m.encode();
+    let len = bytes.len();
+    let sent = switch.try_send(peer, channel_of(m), Bytes::from(bytes));
+    if sent {
+        traffic.sent(len);
+    }
+    sent
 }
 
-fn plan_all(reactor: &mut Reactor<NodeId, StoreView>, switch: &SwitchHandle) {
+fn plan_all(
+    reactor: &mut Reactor<NodeId, StoreView>,
+    switch: &SwitchHandle,
+    traffic: &mut Traffic,
+) {
     let peers: Vec<NodeId> = reactor.peers().copied().collect();
     for peer in peers {
-        reactor.plan(&peer, |m| send(switch, peer, m));
+        reactor.plan(&peer, |m| send(switch, peer, m, traffic));
     }
 }
 
-fn on_event(reactor: &mut Reactor<NodeId, StoreView>, switch: &SwitchHandle, event: OurEvent) {
+fn on_event(
+    reactor: &mut Reactor<NodeId, StoreView>,
+    switch: &SwitchHandle,
+    event: OurEvent,
+    traffic: &mut Traffic,
+) {
+    if let OurEvent::HeightStarted { height, .. } = &event {
+        traffic.next_height(*height, reactor.peers().count());
+    }
     let event = match event {
         // The previous height's commit comes from the store, where the
         // driver saved it before starting this height.
@@ -120,7 +175,7 @@ fn on_event(reactor: &mut Reactor<NodeId, StoreView>, switch: &SwitchHandle, eve
         other => other,
     };
     for (peer, m) in reactor.on_our_event(event) {
-        send(switch, peer, &m);
+        send(switch, peer, &m, traffic);
     }
 }
 
@@ -129,14 +184,17 @@ async fn on_inbound(
     switch: &SwitchHandle,
     inbound: Inbound,
     to_driver: &mpsc::Sender<Input>,
+    traffic: &mut Traffic,
 ) {
     match inbound {
         Inbound::Peer(PeerEvent::Added(info)) => {
             let hello = reactor.add_peer(info.id);
-            send(switch, info.id, &hello);
+            send(switch, info.id, &hello, traffic);
         }
         Inbound::Peer(PeerEvent::Removed(id, _)) => reactor.remove_peer(&id),
         Inbound::Message { peer, channel, msg } => {
+            traffic.received += 1;
+            traffic.received_bytes += msg.len() as u64;
             let decoded = match ConsensusMessage::decode(&msg) {
                 Ok(m) if channel_of(&m) == channel => m,
                 Ok(m) => {
@@ -155,7 +213,7 @@ async fn on_inbound(
             match reactor.on_message(&peer, decoded) {
                 Ok((to_core, replies)) => {
                     for m in replies {
-                        send(switch, peer, &m);
+                        send(switch, peer, &m, traffic);
                     }
                     for c in to_core {
                         let input = match c {
