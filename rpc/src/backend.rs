@@ -34,6 +34,10 @@ pub trait Backend: Send + Sync + 'static {
     /// `status`: node, sync and validator information.
     fn status(&self) -> BoxFuture<'_, RpcResult<Status>>;
 
+    /// `consensus_state`: where consensus stands now (CometBFT's
+    /// `RoundStateSimple`).
+    fn consensus_state(&self) -> BoxFuture<'_, RpcResult<ConsensusState>>;
+
     /// `block`: the block at `height` (latest when `None`). A height the
     /// store lacks but within range may be answered with `block: None`, as
     /// CometBFT does.
@@ -61,6 +65,45 @@ pub trait Backend: Send + Sync + 'static {
     /// passes, for the tx to be committed (or the node's timeout). A failed
     /// CheckTx is an `Ok` value with a default `tx_result` and height 0.
     fn broadcast_tx_commit(&self, tx: Vec<u8>) -> BoxFuture<'_, RpcResult<TxCommitted>>;
+}
+
+/// `consensus_state` result: the consensus position and this height's
+/// votes per round.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ConsensusState {
+    /// Height being decided.
+    pub height: Height,
+    /// Current round.
+    pub round: u32,
+    /// CometBFT's `RoundStepType` number (1 NewHeight … 8 Commit).
+    pub step: u8,
+    /// When this height started.
+    pub start_time: Time,
+    /// The current round's proposed block, if any.
+    pub proposal_block_hash: Option<Hash>,
+    /// The block we are locked on, if any.
+    pub locked_block_hash: Option<Hash>,
+    /// The latest valid block, if any.
+    pub valid_block_hash: Option<Hash>,
+    /// The current round's proposer and its index in the validator set.
+    pub proposer: Option<(Address, u32)>,
+    /// Votes received per round, in CometBFT's text forms.
+    pub votes: Vec<RoundVotes>,
+}
+
+/// One round's votes in `consensus_state`.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct RoundVotes {
+    /// The round.
+    pub round: u32,
+    /// One entry per validator: `Vote{..}` or `nil-Vote`.
+    pub prevotes: Vec<String>,
+    /// `BA{n:x_x_} voted/total = fraction`.
+    pub prevotes_bit_array: String,
+    /// As `prevotes`.
+    pub precommits: Vec<String>,
+    /// As `prevotes_bit_array`.
+    pub precommits_bit_array: String,
 }
 
 /// `status` result (CometBFT ResultStatus).

@@ -16,7 +16,8 @@ use engine_types::{
 use serde_json::{json, Map, Value};
 
 use crate::backend::{
-    AbciInfo, AbciQuery, BlockResult, Event, SignedHeader, Status, TxCommitted, TxResult,
+    AbciInfo, AbciQuery, BlockResult, ConsensusState, Event, SignedHeader, Status, TxCommitted,
+    TxResult,
 };
 
 /// Go's zero `time.Time`, written for absent commit signatures.
@@ -227,6 +228,39 @@ pub fn result_validators(block_height: u64, page: &[Validator], total: usize) ->
         "validators": page.iter().map(validator).collect::<Vec<_>>(),
         "count": int_str(page.len()),
         "total": int_str(total),
+    })
+}
+
+/// `consensus_state`: `{"round_state": RoundStateSimple}`.
+pub fn result_consensus_state(c: &ConsensusState) -> Value {
+    let opt_hash = |h: &Option<Hash>| h.as_ref().map_or_else(|| hex_bytes(&[]), hash);
+    let votes: Vec<Value> = c
+        .votes
+        .iter()
+        .map(|r| {
+            json!({
+                "round": r.round,
+                "prevotes": r.prevotes,
+                "prevotes_bit_array": r.prevotes_bit_array,
+                "precommits": r.precommits,
+                "precommits_bit_array": r.precommits_bit_array,
+            })
+        })
+        .collect();
+    let proposer = match &c.proposer {
+        Some((address, index)) => json!({"address": hex_bytes(&address.0), "index": index}),
+        None => json!({"address": "", "index": -1}),
+    };
+    json!({
+        "round_state": {
+            "height/round/step": format!("{}/{}/{}", c.height, c.round, c.step),
+            "start_time": time(&c.start_time),
+            "proposal_block_hash": opt_hash(&c.proposal_block_hash),
+            "locked_block_hash": opt_hash(&c.locked_block_hash),
+            "valid_block_hash": opt_hash(&c.valid_block_hash),
+            "height_vote_set": votes,
+            "proposer": proposer,
+        }
     })
 }
 

@@ -60,6 +60,7 @@ use ArgKind::{Bool, Bytes, HexBytes, Int, Str};
 pub const ROUTES: &[Route] = &[
     route("health", &[], Cache::Never, health),
     route("status", &[], Cache::Never, status),
+    route("consensus_state", &[], Cache::Never, consensus_state),
     route(
         "block",
         &[p("height", Int)],
@@ -149,6 +150,10 @@ fn health(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcE
 
 fn status(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcError>> {
     Box::pin(async move { Ok(render::result_status(&b.status().await?)) })
+}
+
+fn consensus_state(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcError>> {
+    Box::pin(async move { Ok(render::result_consensus_state(&b.consensus_state().await?)) })
 }
 
 fn block(b: Arc<dyn Backend>, a: Args) -> BoxFuture<'static, Result<Value, RpcError>> {

@@ -42,6 +42,31 @@ impl Backend for FixedBackend {
         Box::pin(async { Ok(()) })
     }
 
+    fn consensus_state(&self) -> BoxFuture<'_, RpcResult<rpc::backend::ConsensusState>> {
+        Box::pin(async {
+            Ok(rpc::backend::ConsensusState {
+                height: 7,
+                round: 1,
+                step: 4,
+                start_time: engine_types::Time {
+                    secs: 1_700_000_000,
+                    nanos: 5,
+                },
+                proposal_block_hash: Some(engine_types::Hash([0xAB; 32])),
+                locked_block_hash: None,
+                valid_block_hash: None,
+                proposer: Some((engine_types::Address([0x11; 20]), 2)),
+                votes: vec![rpc::backend::RoundVotes {
+                    round: 0,
+                    prevotes: vec!["nil-Vote".into()],
+                    prevotes_bit_array: "BA{1:_} 0/10 = 0.00".into(),
+                    precommits: vec!["nil-Vote".into()],
+                    precommits_bit_array: "BA{1:_} 0/10 = 0.00".into(),
+                }],
+            })
+        })
+    }
+
     fn status(&self) -> BoxFuture<'_, RpcResult<Status>> {
         Box::pin(async {
             let b = fixture_block();
@@ -611,4 +636,23 @@ async fn shuts_down_on_signal() {
     let _ = tx.send(());
     let outcome = server.await.expect("server task");
     assert!(outcome.is_ok());
+}
+
+#[tokio::test]
+async fn consensus_state_has_cometbfts_round_state_shape() {
+    let srv = start().await;
+    let v = get(&srv, "/consensus_state").await.json();
+    let rs = &v["result"]["round_state"];
+    assert_eq!(rs["height/round/step"], "7/1/4");
+    assert_eq!(rs["proposal_block_hash"], "AB".repeat(32));
+    assert_eq!(rs["locked_block_hash"], "");
+    assert_eq!(rs["proposer"]["address"], "11".repeat(20));
+    assert_eq!(rs["proposer"]["index"], 2);
+    assert_eq!(rs["height_vote_set"][0]["round"], 0);
+    assert_eq!(rs["height_vote_set"][0]["prevotes"][0], "nil-Vote");
+    assert_eq!(
+        rs["height_vote_set"][0]["precommits_bit_array"],
+        "BA{1:_} 0/10 = 0.00"
+    );
+    assert!(rs["start_time"].as_str().is_some_and(|t| t.ends_with('Z')));
 }

@@ -30,6 +30,9 @@ impl Backend for EchoBackend {
     fn status(&self) -> BoxFuture<'_, RpcResult<Status>> {
         unused()
     }
+    fn consensus_state(&self) -> BoxFuture<'_, RpcResult<rpc::backend::ConsensusState>> {
+        unused()
+    }
     fn block(&self, _: Option<u64>) -> BoxFuture<'_, RpcResult<BlockResult>> {
         unused()
     }

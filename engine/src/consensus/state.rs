@@ -212,6 +212,12 @@ impl Consensus {
         ids
     }
 
+    /// The proposer of `round` at the current height, once the core has
+    /// reached that round (for status displays; never computes).
+    pub fn known_proposer(&self, round: Round) -> Option<Address> {
+        self.proposers.get(round as usize).copied()
+    }
+
     /// The proposal of `round` at the current height, if received.
     pub fn proposal(&self, round: Round) -> Option<&Proposal> {
         self.proposals.get(&round)

@@ -101,6 +101,23 @@ impl rpc::Backend for NodeBackend {
         Box::pin(async { Ok(()) })
     }
 
+    fn consensus_state(&self) -> Fut<'_, rb::ConsensusState> {
+        Box::pin(async move {
+            let not_running = || {
+                rpc::RpcError::internal(
+                    "consensus is not running (block sync, or waiting for the application)",
+                )
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.0
+                .round_state
+                .send(tx)
+                .await
+                .map_err(|_| not_running())?;
+            rx.await.map_err(|_| not_running())
+        })
+    }
+
     fn status(&self) -> Fut<'_, rb::Status> {
         Box::pin(async move {
             let s = &self.0;

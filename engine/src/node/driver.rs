@@ -41,7 +41,21 @@ pub(super) struct Driver {
     gossip: mpsc::UnboundedSender<OurEvent>,
     /// The position and wanted blocks last told to gossip.
     told: (Height, u32, u8, Vec<BlockId>),
+    /// When the current height started (for `consensus_state`).
+    height_started: crate::types::Time,
 }
+
+/// What the driver borrows from the node for its lifetime: queues that
+/// outlive any one driver.
+pub(super) struct Links {
+    /// What the consensus reactor received from peers.
+    pub(super) peers: mpsc::Receiver<Input>,
+    /// `consensus_state` requests from the RPC.
+    pub(super) round_state: mpsc::Receiver<RoundStateRequest>,
+}
+
+/// A request for the consensus position, answered by the driver.
+pub(super) type RoundStateRequest = tokio::sync::oneshot::Sender<rpc::backend::ConsensusState>;
 
 impl Driver {
     pub(super) fn new(
@@ -67,6 +81,80 @@ impl Driver {
             wait_for_txs,
             gossip,
             told: (0, 0, 0, Vec::new()),
+            height_started: now(),
+        }
+    }
+
+    /// The core's position and votes as `consensus_state` shows them.
+    fn consensus_state(&self) -> rpc::backend::ConsensusState {
+        let rs = self.core.round_state();
+        let validators = self.core.validators();
+        let n = validators.map_or(0, |v| v.len());
+        let total = validators.map_or(0, |v| v.total_voting_power);
+        let power = |i: u32| {
+            validators
+                .and_then(|v| v.validators.get(i as usize))
+                .map_or(0, |v| v.voting_power)
+        };
+        let render = |set: &consensus::VoteSet| {
+            let mut entries = Vec::with_capacity(n);
+            let mut bits = String::with_capacity(n);
+            let mut voted = 0i64;
+            for i in 0..n as u32 {
+                match set.get(i) {
+                    Some(v) => {
+                        voted += power(i);
+                        bits.push('x');
+                        entries.push(vote_text(v));
+                    }
+                    None => {
+                        bits.push('_');
+                        entries.push("nil-Vote".to_string());
+                    }
+                }
+            }
+            let fraction = if total > 0 {
+                voted as f64 / total as f64
+            } else {
+                0.0
+            };
+            (
+                entries,
+                format!("BA{{{n}:{bits}}} {voted}/{total} = {fraction:.2}"),
+            )
+        };
+        let votes = self
+            .core
+            .votes()
+            .rounds()
+            .map(|(round, rv)| {
+                let (prevotes, prevotes_bit_array) = render(&rv.prevotes);
+                let (precommits, precommits_bit_array) = render(&rv.precommits);
+                rpc::backend::RoundVotes {
+                    round: *round,
+                    prevotes,
+                    prevotes_bit_array,
+                    precommits,
+                    precommits_bit_array,
+                }
+            })
+            .collect();
+        let proposer = self.core.known_proposer(rs.round).map(|address| {
+            let index = validators
+                .and_then(|v| v.validators.iter().position(|x| x.address == address))
+                .unwrap_or(0);
+            (address, index as u32)
+        });
+        rpc::backend::ConsensusState {
+            height: rs.height,
+            round: rs.round,
+            step: wire_step_of(rs.step),
+            start_time: self.height_started,
+            proposal_block_hash: self.core.proposal(rs.round).map(|p| p.block_id.hash),
+            locked_block_hash: rs.locked.map(|(_, id)| id.hash),
+            valid_block_hash: rs.valid.map(|(_, id)| id.hash),
+            proposer,
+            votes,
         }
     }
 
@@ -122,7 +210,10 @@ impl Driver {
     /// Tells gossip what an accepted input changed.
     fn tell_accepted(&mut self, input: &Input) {
         match input {
-            Input::StartHeight { .. } => return self.tell_all(),
+            Input::StartHeight { .. } => {
+                self.height_started = now();
+                return self.tell_all();
+            }
             Input::Proposal(p) if self.core.proposal(p.round) == Some(p) => {
                 self.tell(OurEvent::Proposal(p.clone()));
             }
@@ -143,14 +234,10 @@ impl Driver {
     /// Tells gossip the core's (round, step) and wanted blocks if changed.
     fn tell_position(&mut self) {
         let rs = self.core.round_state();
-        let step = match rs.step {
-            Step::Unstarted => return,
-            Step::NewRound => wire_step::NEW_ROUND,
-            Step::Propose => wire_step::PROPOSE,
-            Step::Prevote => wire_step::PREVOTE,
-            Step::Precommit => wire_step::PRECOMMIT,
-            Step::Commit => wire_step::COMMIT,
-        };
+        if rs.step == Step::Unstarted {
+            return;
+        }
+        let step = wire_step_of(rs.step);
         if (self.told.0, self.told.1, self.told.2) != (rs.height, rs.round, step) {
             self.told = (rs.height, rs.round, step, std::mem::take(&mut self.told.3));
             self.tell(OurEvent::Position {
@@ -166,11 +253,12 @@ impl Driver {
     }
 
     /// Runs consensus until `stop` or an error; `peers` carries what the
-    /// consensus reactor received (it outlives drivers, so it is lent).
+    /// consensus reactor received and the RPC's questions (they outlive
+    /// drivers, so they are lent).
     pub(super) async fn run(
         mut self,
         wal: &mut Wal,
-        peers: &mut mpsc::Receiver<Input>,
+        links: &mut Links,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), NodeError> {
         let state = self.shared.state();
@@ -253,7 +341,11 @@ impl Driver {
                 None => {
                     let received = tokio::select! {
                         i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
-                        i = peers.recv() => match i { Some(i) => i, None => return Ok(()) },
+                        i = links.peers.recv() => match i { Some(i) => i, None => return Ok(()) },
+                        Some(reply) = links.round_state.recv() => {
+                            let _ = reply.send(self.consensus_state());
+                            continue;
+                        }
                         r = self.txs_available.changed(), if txs_open => match r {
                             Ok(()) => match self.txs_release() {
                                 Some(i) => i,
@@ -653,4 +745,35 @@ impl Driver {
         });
         Ok(())
     }
+}
+
+/// CometBFT's `RoundStepType` number for a core step.
+fn wire_step_of(step: Step) -> u8 {
+    match step {
+        Step::Unstarted => wire_step::NEW_HEIGHT,
+        Step::NewRound => wire_step::NEW_ROUND,
+        Step::Propose => wire_step::PROPOSE,
+        Step::Prevote => wire_step::PREVOTE,
+        Step::Precommit => wire_step::PRECOMMIT,
+        Step::Commit => wire_step::COMMIT,
+    }
+}
+
+/// A vote as CometBFT prints it in `consensus_state`.
+fn vote_text(v: &Vote) -> String {
+    let short = |b: &[u8]| hex::encode_upper(&b[..b.len().min(6)]);
+    let (kind, name) = match v.vote_type {
+        VoteType::Prevote => ("SIGNED_MSG_TYPE_PREVOTE", "Prevote"),
+        VoteType::Precommit => ("SIGNED_MSG_TYPE_PRECOMMIT", "Precommit"),
+    };
+    let block = v.block_id.map_or_else(String::new, |id| short(&id.hash.0));
+    format!(
+        "Vote{{{}:{} {}/{:02}/{kind}({name}) {block} {} @ {}}}",
+        v.validator_index,
+        short(&v.validator_address.0),
+        v.height,
+        v.round,
+        short(&v.signature.0),
+        v.timestamp.to_rfc3339()
+    )
 }

@@ -130,6 +130,8 @@ struct Shared {
     validator: (crate::types::Address, crate::types::PublicKey),
     /// The p2p switch (peers for `net_info`, sends for the reactors).
     switch: SwitchHandle,
+    /// Asks the running driver for `consensus_state`.
+    round_state: tokio::sync::mpsc::Sender<driver::RoundStateRequest>,
     /// A background mempool recheck runs (see [`Shared::request_recheck`]).
     recheck_running: std::sync::atomic::AtomicBool,
     /// Another recheck is due once the running one ends.
@@ -366,22 +368,25 @@ async fn drain(mut queue: tokio::sync::mpsc::Receiver<Inbound>, what: &'static s
     }
 }
 
-/// Runs `work` while dropping what peers send consensus: with no driver
-/// running, nothing would take it, and a full queue would stall the peers'
-/// connections (block sync included). What is dropped is not lost for
+/// Runs `work` while no driver runs: what peers send consensus is dropped
+/// (nothing would take it, and a full queue would stall the peers'
+/// connections, block sync included), and `consensus_state` requests go
+/// unanswered (the RPC reports that consensus is not running). What is dropped is not lost for
 /// good: peers send a lagging node the commit of its height (catch-up),
 /// and block sync takes over when it falls further behind.
 async fn while_draining<T>(
     work: impl std::future::Future<Output = T>,
-    peers: &mut tokio::sync::mpsc::Receiver<crate::consensus::Input>,
+    links: &mut driver::Links,
 ) -> T {
     tokio::pin!(work);
     loop {
         tokio::select! {
             out = &mut work => return out,
-            got = peers.recv() => if got.is_none() {
+            got = links.peers.recv() => if got.is_none() {
                 return work.await;
             },
+            // Dropping the request answers it with an error.
+            Some(_) = links.round_state.recv() => {}
         }
     }
 }
@@ -410,6 +415,7 @@ pub async fn run(
     }
     let (switch, queues) = start_switch(&home, &node_key.0, &state).await?;
     let (events, _) = broadcast::channel(1024);
+    let (round_state, round_state_rx) = tokio::sync::mpsc::channel(16);
     let shared = Arc::new(Shared {
         chain_id: state.chain_id.clone(),
         node_id,
@@ -425,11 +431,16 @@ pub async fn run(
         events,
         home,
         switch: switch.clone(),
+        round_state,
         recheck_running: Default::default(),
         recheck_again: Default::default(),
     });
     let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (peer_tx, mut peer_rx) = tokio::sync::mpsc::channel(consensus_reactor::TO_DRIVER_CAPACITY);
+    let (peer_tx, peer_rx) = tokio::sync::mpsc::channel(consensus_reactor::TO_DRIVER_CAPACITY);
+    let mut links = driver::Links {
+        peers: peer_rx,
+        round_state: round_state_rx,
+    };
     tokio::spawn(consensus_reactor::run(
         shared.clone(),
         queues.consensus,
@@ -485,7 +496,7 @@ pub async fn run(
             gossip_tx.clone(),
         );
         let failure = tokio::select! {
-            r = driver.run(&mut wal, &mut peer_rx, stop_rx.clone()) => match r {
+            r = driver.run(&mut wal, &mut links, stop_rx.clone()) => match r {
                 Err(e) => match e.app_failure() {
                     Some(app_error) => app_error.clone(),
                     None => break Err(e),
@@ -500,7 +511,7 @@ pub async fn run(
         // application and resume through the handshake, as at start.
         tracing::error!(error = %failure, "consensus stopped: the application failed; RPC keeps serving, reconnecting until it is back");
         let state = tokio::select! {
-            s = while_draining(reconnect(&shared, &genesis), &mut peer_rx) => s,
+            s = while_draining(reconnect(&shared, &genesis), &mut links) => s,
             _ = &mut shutdown => break Ok(()),
         };
         tracing::info!(height = state.last_block_height, app_hash = %hex::encode_upper(&state.app_hash), "the application is back; resuming consensus");
