@@ -339,6 +339,48 @@ fn garbage_and_impostor_peers_are_dropped_and_the_network_goes_on() {
                 other => panic!("node0 kept the peer that sent junk: {other:?}"),
             }
         };
+        // Reconnected (a persistent peer is redialled): votes with a bad
+        // signature get the peer dropped too. Heights h+1..h+3 make sure one
+        // is current or next at node0 when it arrives.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), inbound.recv()).await {
+                Ok(Some(p2p::peer::Inbound::Peer(p2p::peer::PeerEvent::Added(_)))) => break,
+                Ok(Some(_)) => continue,
+                other => panic!("node0 did not take the peer back: {other:?}"),
+            }
+        }
+        let validators = net.nodes[0].get("/validators").expect("validators");
+        let address = validators["validators"][0]["address"]
+            .as_str()
+            .and_then(|a| hex::decode(a).ok())
+            .and_then(|a| <[u8; 20]>::try_from(a).ok())
+            .expect("an address");
+        let h = net.nodes[0].height();
+        for height in h + 1..=h + 3 {
+            let vote = engine::types::Vote {
+                vote_type: engine::types::VoteType::Prevote,
+                height,
+                round: 0,
+                block_id: None,
+                timestamp: engine::types::Time::GO_ZERO,
+                validator_address: engine::types::Address(address),
+                validator_index: 0,
+                signature: engine::types::Signature([7; 64]),
+                extension: vec![],
+                extension_signature: vec![],
+            };
+            let m = engine::gossip::message::ConsensusMessage::Vote(vote);
+            let _ = handle
+                .send(node0, p2p::VOTE_CHANNEL, bytes::Bytes::from(m.encode()))
+                .await;
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), inbound.recv()).await {
+                Ok(Some(p2p::peer::Inbound::Peer(p2p::peer::PeerEvent::Removed(..)))) => break,
+                Ok(Some(_)) => continue,
+                other => panic!("node0 kept the peer that forged votes: {other:?}"),
+            }
+        }
         handle.stop();
         removed
     });
@@ -349,6 +391,15 @@ fn garbage_and_impostor_peers_are_dropped_and_the_network_goes_on() {
             && l.contains(&our_id.to_string())
             && l.contains("invalid consensus message")),
         "node0 says why it dropped the peer:\n{}",
+        tail(&log0)
+    );
+
+    let log0 = net.nodes[0].log();
+    assert!(
+        log0.lines().any(|l| l.contains("peer removed")
+            && l.contains(&our_id.to_string())
+            && l.contains("invalid signature")),
+        "node0 says it dropped the forger:\n{}",
         tail(&log0)
     );
 

@@ -77,7 +77,7 @@ pub(super) async fn run(
     shared: Arc<Shared>,
     mut inbound: mpsc::Receiver<Inbound>,
     mut events: mpsc::UnboundedReceiver<OurEvent>,
-    to_driver: mpsc::Sender<Input>,
+    to_driver: mpsc::Sender<(NodeId, Input)>,
 ) {
     let switch = shared.switch.clone();
     let seed = u64::from_le_bytes(switch.id().0[..8].try_into().unwrap_or([0; 8]));
@@ -183,7 +183,7 @@ async fn on_inbound(
     reactor: &mut Reactor<NodeId, StoreView>,
     switch: &SwitchHandle,
     inbound: Inbound,
-    to_driver: &mpsc::Sender<Input>,
+    to_driver: &mpsc::Sender<(NodeId, Input)>,
     traffic: &mut Traffic,
 ) {
     match inbound {
@@ -222,7 +222,7 @@ async fn on_inbound(
                             ToCore::Block(block_id, block) => Input::Block { block_id, block },
                         };
                         // The driver is gone only while the node stops.
-                        if to_driver.send(input).await.is_err() {
+                        if to_driver.send((peer, input)).await.is_err() {
                             return;
                         }
                     }

@@ -48,8 +48,8 @@ pub(super) struct Driver {
 /// What the driver borrows from the node for its lifetime: queues that
 /// outlive any one driver.
 pub(super) struct Links {
-    /// What the consensus reactor received from peers.
-    pub(super) peers: mpsc::Receiver<Input>,
+    /// What the consensus reactor received, and from which peer.
+    pub(super) peers: mpsc::Receiver<(crate::p2p::NodeId, Input)>,
     /// `consensus_state` requests from the RPC.
     pub(super) round_state: mpsc::Receiver<RoundStateRequest>,
 }
@@ -336,12 +336,20 @@ impl Driver {
         // otherwise be ready forever.
         let mut txs_open = true;
         loop {
+            // The peer an input came from, to drop it if it misbehaved.
+            let mut from = None;
             let input = match queue.pop_front() {
                 Some(i) => i,
                 None => {
                     let received = tokio::select! {
                         i = self.rx.recv() => match i { Some(i) => i, None => return Ok(()) },
-                        i = links.peers.recv() => match i { Some(i) => i, None => return Ok(()) },
+                        i = links.peers.recv() => match i {
+                            Some((peer, i)) => {
+                                from = Some(peer);
+                                i
+                            }
+                            None => return Ok(()),
+                        },
                         Some(reply) = links.round_state.recv() => {
                             let _ = reply.send(self.consensus_state());
                             continue;
@@ -390,6 +398,12 @@ impl Driver {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::debug!(error = %e, "input refused");
+                    if let (Some(peer), true) = (from, is_forgery(&e)) {
+                        let _ = self
+                            .shared
+                            .switch
+                            .stop_peer(peer, format!("sent an invalid consensus message: {e}"));
+                    }
                     continue;
                 }
             };
@@ -745,6 +759,23 @@ impl Driver {
         });
         Ok(())
     }
+}
+
+/// Whether the core refused an input as something no honest node sends or
+/// relays (honest nodes relay only what their core accepted): the peer
+/// that sent it is disconnected. Refusals that timing explains (another
+/// height, a full buffer, a round far ahead) are not.
+fn is_forgery(e: &consensus::InputError) -> bool {
+    use consensus::InputError as E;
+    matches!(
+        e,
+        E::InvalidSignature(_)
+            | E::UnknownValidator(_)
+            | E::WrongValidatorIndex { .. }
+            | E::NotProposer { .. }
+            | E::InvalidPolRound { .. }
+            | E::InvalidCertificate(_)
+    )
 }
 
 /// CometBFT's `RoundStepType` number for a core step.
