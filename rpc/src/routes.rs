@@ -60,6 +60,7 @@ use ArgKind::{Bool, Bytes, HexBytes, Int, Str};
 pub const ROUTES: &[Route] = &[
     route("health", &[], Cache::Never, health),
     route("status", &[], Cache::Never, status),
+    route("net_info", &[], Cache::Never, net_info),
     route(
         "block",
         &[p("height", Int)],
@@ -149,6 +150,10 @@ fn health(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcE
 
 fn status(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcError>> {
     Box::pin(async move { Ok(render::result_status(&b.status().await?)) })
+}
+
+fn net_info(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcError>> {
+    Box::pin(async move { Ok(render::result_net_info(&b.net_info().await?)) })
 }
 
 fn block(b: Arc<dyn Backend>, a: Args) -> BoxFuture<'static, Result<Value, RpcError>> {

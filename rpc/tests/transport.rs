@@ -30,6 +30,9 @@ impl Backend for EchoBackend {
     fn status(&self) -> BoxFuture<'_, RpcResult<Status>> {
         unused()
     }
+    fn net_info(&self) -> BoxFuture<'_, RpcResult<rpc::backend::NetInfo>> {
+        unused()
+    }
     fn block(&self, _: Option<u64>) -> BoxFuture<'_, RpcResult<BlockResult>> {
         unused()
     }
