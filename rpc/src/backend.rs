@@ -61,6 +61,10 @@ pub trait Backend: Send + Sync + 'static {
     /// CheckTx result (`RpcError::TxInCache` when it is a duplicate).
     fn broadcast_tx_sync(&self, tx: Vec<u8>) -> BoxFuture<'_, RpcResult<TxCheck>>;
 
+    /// `net_info`: whether the node listens for peers, and the connected
+    /// peers.
+    fn net_info(&self) -> BoxFuture<'_, RpcResult<NetInfo>>;
+
     /// `broadcast_tx_commit`: submit `tx`, wait for CheckTx and, when it
     /// passes, for the tx to be committed (or the node's timeout). A failed
     /// CheckTx is an `Ok` value with a default `tx_result` and height 0.
@@ -149,6 +153,112 @@ pub struct NodeInfo {
     pub tx_index: String,
     /// RPC listen address, e.g. `tcp://127.0.0.1:26657`.
     pub rpc_address: String,
+}
+
+/// `net_info` result (CometBFT ResultNetInfo; `n_peers` is the length of
+/// `peers`).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct NetInfo {
+    /// Whether the node accepts peer connections.
+    pub listening: bool,
+    /// Its listeners, as CometBFT writes them: `Listener(@<external_address>)`.
+    pub listeners: Vec<String>,
+    /// The connected peers.
+    pub peers: Vec<Peer>,
+}
+
+/// A connected peer (CometBFT `coretypes.Peer`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Peer {
+    /// What the peer said about itself in the handshake.
+    pub node_info: NodeInfo,
+    /// Whether we dialled it.
+    pub is_outbound: bool,
+    /// Its connection's statistics.
+    pub connection_status: ConnectionStatus,
+    /// The IP address at the other end, without the port.
+    pub remote_ip: String,
+}
+
+/// A peer connection's statistics (CometBFT `p2p.ConnectionStatus`).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ConnectionStatus {
+    /// How long the connection has been up, in nanoseconds.
+    pub duration_ns: i64,
+    /// Bytes sent.
+    pub send_monitor: FlowStatus,
+    /// Bytes received.
+    pub recv_monitor: FlowStatus,
+    /// Our channels on this connection.
+    pub channels: Vec<ChannelStatus>,
+}
+
+/// Transfer statistics of one direction (CometBFT `flowrate.Status`).
+/// Durations are nanoseconds; rates bytes per second.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FlowStatus {
+    /// When the transfer started (Go's zero time if unknown).
+    pub start: Time,
+    /// Bytes transferred.
+    pub bytes: i64,
+    /// Samples taken.
+    pub samples: i64,
+    /// Instantaneous rate.
+    pub inst_rate: i64,
+    /// Current rate (moving average).
+    pub cur_rate: i64,
+    /// Average rate since the start.
+    pub avg_rate: i64,
+    /// Highest instantaneous rate.
+    pub peak_rate: i64,
+    /// Bytes remaining (0 for a connection).
+    pub bytes_rem: i64,
+    /// Period the statistics cover.
+    pub duration_ns: i64,
+    /// Time since the last transfer.
+    pub idle_ns: i64,
+    /// Estimated time to completion.
+    pub time_rem_ns: i64,
+    /// Progress in percent (0 for a connection).
+    pub progress: u32,
+    /// Whether the transfer is active.
+    pub active: bool,
+}
+
+impl Default for FlowStatus {
+    /// Nothing measured: zeros and Go's zero time.
+    fn default() -> Self {
+        FlowStatus {
+            start: crate::render::ZERO_TIME,
+            bytes: 0,
+            samples: 0,
+            inst_rate: 0,
+            cur_rate: 0,
+            avg_rate: 0,
+            peak_rate: 0,
+            bytes_rem: 0,
+            duration_ns: 0,
+            idle_ns: 0,
+            time_rem_ns: 0,
+            progress: 0,
+            active: false,
+        }
+    }
+}
+
+/// One channel of a peer connection (CometBFT `conn.ChannelStatus`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ChannelStatus {
+    /// The channel ID.
+    pub id: u8,
+    /// Messages the send queue holds at most.
+    pub send_queue_capacity: i64,
+    /// Messages waiting now.
+    pub send_queue_size: i64,
+    /// The channel's priority.
+    pub priority: i64,
+    /// Bytes sent recently (decaying).
+    pub recently_sent: i64,
 }
 
 /// CometBFT SyncInfo. Empty hashes (no block yet) are written as `""`.

@@ -23,7 +23,7 @@
 //!   answers 500);
 //! - error responses never carry `Cache-Control` (CometBFT's JSON-RPC
 //!   handler caches a failed cacheable call for a day);
-//! - routes not yet implemented (net_info, tx_search, websocket, ...)
+//! - routes not yet implemented (tx_search, websocket, ...)
 //!   answer `Method not found` / 404.
 //!
 //! Where the transport (hyper rather than Go's net/http) differs, only at

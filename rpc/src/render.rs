@@ -16,8 +16,8 @@ use engine_types::{
 use serde_json::{json, Map, Value};
 
 use crate::backend::{
-    AbciInfo, AbciQuery, BlockResult, ConsensusState, Event, SignedHeader, Status, TxCommitted,
-    TxResult,
+    AbciInfo, AbciQuery, BlockResult, ChannelStatus, ConsensusState, Event, FlowStatus, NetInfo,
+    NodeInfo, SignedHeader, Status, TxCommitted, TxResult,
 };
 
 /// Go's zero `time.Time`, written for absent commit signatures.
@@ -264,26 +264,30 @@ pub fn result_consensus_state(c: &ConsensusState) -> Value {
     })
 }
 
+/// A DefaultNodeInfo, as in `status` and `net_info`.
+pub fn node_info(n: &NodeInfo) -> Value {
+    json!({
+        "protocol_version": {
+            "p2p": int_str(n.protocol_version.p2p),
+            "block": int_str(n.protocol_version.block),
+            "app": int_str(n.protocol_version.app),
+        },
+        "id": n.id,
+        "listen_addr": n.listen_addr,
+        "network": n.network,
+        "version": n.version,
+        "channels": hex_bytes(&n.channels),
+        "moniker": n.moniker,
+        "other": {"tx_index": n.tx_index, "rpc_address": n.rpc_address},
+    })
+}
+
 /// ResultStatus `{node_info, sync_info, validator_info}`.
 pub fn result_status(s: &Status) -> Value {
-    let n = &s.node_info;
     let y = &s.sync_info;
     let opt_hash = |h: &Option<Hash>| h.as_ref().map_or_else(|| hex_bytes(&[]), hash);
     json!({
-        "node_info": {
-            "protocol_version": {
-                "p2p": int_str(n.protocol_version.p2p),
-                "block": int_str(n.protocol_version.block),
-                "app": int_str(n.protocol_version.app),
-            },
-            "id": n.id,
-            "listen_addr": n.listen_addr,
-            "network": n.network,
-            "version": n.version,
-            "channels": hex_bytes(&n.channels),
-            "moniker": n.moniker,
-            "other": {"tx_index": n.tx_index, "rpc_address": n.rpc_address},
-        },
+        "node_info": node_info(&s.node_info),
         "sync_info": {
             "latest_block_hash": opt_hash(&y.latest_block_hash),
             "latest_app_hash": hex_bytes(&y.latest_app_hash),
@@ -300,6 +304,65 @@ pub fn result_status(s: &Status) -> Value {
             "pub_key": pub_key(&s.validator_info.pub_key),
             "voting_power": int_str(s.validator_info.voting_power),
         },
+    })
+}
+
+/// flowrate.Status: Go field names (no json tags), int64 and durations
+/// as strings, `Progress` a number.
+fn flow_status(f: &FlowStatus) -> Value {
+    json!({
+        "Start": time(&f.start),
+        "Bytes": int_str(f.bytes),
+        "Samples": int_str(f.samples),
+        "InstRate": int_str(f.inst_rate),
+        "CurRate": int_str(f.cur_rate),
+        "AvgRate": int_str(f.avg_rate),
+        "PeakRate": int_str(f.peak_rate),
+        "BytesRem": int_str(f.bytes_rem),
+        "Duration": int_str(f.duration_ns),
+        "Idle": int_str(f.idle_ns),
+        "TimeRem": int_str(f.time_rem_ns),
+        "Progress": f.progress,
+        "Active": f.active,
+    })
+}
+
+/// conn.ChannelStatus: `ID` a number (a byte), the Go `int`s strings.
+fn channel_status(c: &ChannelStatus) -> Value {
+    json!({
+        "ID": c.id,
+        "SendQueueCapacity": int_str(c.send_queue_capacity),
+        "SendQueueSize": int_str(c.send_queue_size),
+        "Priority": int_str(c.priority),
+        "RecentlySent": int_str(c.recently_sent),
+    })
+}
+
+/// ResultNetInfo `{listening, listeners, n_peers, peers}`.
+pub fn result_net_info(n: &NetInfo) -> Value {
+    let peers: Vec<Value> = n
+        .peers
+        .iter()
+        .map(|p| {
+            let c = &p.connection_status;
+            json!({
+                "node_info": node_info(&p.node_info),
+                "is_outbound": p.is_outbound,
+                "connection_status": {
+                    "Duration": int_str(c.duration_ns),
+                    "SendMonitor": flow_status(&c.send_monitor),
+                    "RecvMonitor": flow_status(&c.recv_monitor),
+                    "Channels": c.channels.iter().map(channel_status).collect::<Vec<_>>(),
+                },
+                "remote_ip": p.remote_ip,
+            })
+        })
+        .collect();
+    json!({
+        "listening": n.listening,
+        "listeners": n.listeners,
+        "n_peers": int_str(n.peers.len()),
+        "peers": peers,
     })
 }
 

@@ -61,6 +61,7 @@ pub const ROUTES: &[Route] = &[
     route("health", &[], Cache::Never, health),
     route("status", &[], Cache::Never, status),
     route("consensus_state", &[], Cache::Never, consensus_state),
+    route("net_info", &[], Cache::Never, net_info),
     route(
         "block",
         &[p("height", Int)],
@@ -154,6 +155,10 @@ fn status(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcE
 
 fn consensus_state(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcError>> {
     Box::pin(async move { Ok(render::result_consensus_state(&b.consensus_state().await?)) })
+}
+
+fn net_info(b: Arc<dyn Backend>, _: Args) -> BoxFuture<'static, Result<Value, RpcError>> {
+    Box::pin(async move { Ok(render::result_net_info(&b.net_info().await?)) })
 }
 
 fn block(b: Arc<dyn Backend>, a: Args) -> BoxFuture<'static, Result<Value, RpcError>> {

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use rpc::backend::{
-    AbciInfo, AbciQuery, AbciQueryRequest, BlockResult, NodeInfo, ProtocolVersion, SignedHeader,
-    Status, SyncInfo, TxCommitted, TxResult, ValidatorInfo, ValidatorsAt,
+    AbciInfo, AbciQuery, AbciQueryRequest, BlockResult, NetInfo, NodeInfo, ProtocolVersion,
+    SignedHeader, Status, SyncInfo, TxCommitted, TxResult, ValidatorInfo, ValidatorsAt,
 };
 use rpc::{Backend, BoxFuture, RpcConfig, RpcError, RpcResult};
 use serde_json::{json, Value};
@@ -103,6 +103,16 @@ impl Backend for FixedBackend {
                     pub_key: engine_types::PublicKey([9; 32]),
                     voting_power: 10,
                 },
+            })
+        })
+    }
+
+    fn net_info(&self) -> BoxFuture<'_, RpcResult<NetInfo>> {
+        Box::pin(async {
+            Ok(NetInfo {
+                listening: true,
+                listeners: vec!["Listener(@)".into()],
+                peers: Vec::new(),
             })
         })
     }
@@ -283,6 +293,7 @@ async fn uri_and_post_answer_every_route() {
     for route in [
         "health",
         "status",
+        "net_info",
         "block",
         "commit",
         "validators",

@@ -9,8 +9,9 @@ mod common;
 use common::*;
 use engine_types::{Validator, VoteType};
 use rpc::backend::{
-    AbciInfo, AbciQuery, BlockResult, Event, EventAttribute, NodeInfo, ProtocolVersion,
-    SignedHeader, Status, SyncInfo, TxCommitted, TxResult, ValidatorInfo,
+    AbciInfo, AbciQuery, BlockResult, ChannelStatus, ConnectionStatus, Event, EventAttribute,
+    FlowStatus, NetInfo, NodeInfo, Peer, ProtocolVersion, SignedHeader, Status, SyncInfo,
+    TxCommitted, TxResult, ValidatorInfo,
 };
 use rpc::render;
 use serde_json::Value;
@@ -430,4 +431,144 @@ fn evidence_votes_use_go_names() {
     assert_eq!(out["value"]["vote_a"]["type"], 1);
     assert_eq!(out["value"]["vote_a"]["height"], "3");
     assert_eq!(out["value"]["vote_a"]["extension"], Value::Null);
+}
+
+#[test]
+fn net_info_without_peers_matches_fixture() {
+    let r = result("net_info");
+    let out = render::result_net_info(&NetInfo {
+        listening: true,
+        listeners: vec!["Listener(@)".into()],
+        peers: Vec::new(),
+    });
+    assert_eq!(out, r);
+    assert_order(&out, &["listening", "listeners", "n_peers", "peers"]);
+}
+
+#[test]
+fn net_info_peers_have_cometbft_keys_and_types() {
+    let node_info = NodeInfo {
+        protocol_version: ProtocolVersion {
+            p2p: 8,
+            block: 11,
+            app: 1,
+        },
+        id: "ce345ae23f0d16e5d843c1f84f8e410d732b5bd8".into(),
+        listen_addr: "tcp://0.0.0.0:26656".into(),
+        network: "test-chain".into(),
+        version: "0.38.17".into(),
+        channels: vec![0x40, 0x20, 0x30],
+        moniker: "peer".into(),
+        tx_index: "on".into(),
+        rpc_address: "tcp://0.0.0.0:26657".into(),
+    };
+    let out = render::result_net_info(&NetInfo {
+        listening: true,
+        listeners: vec!["Listener(@)".into()],
+        peers: vec![Peer {
+            node_info: node_info.clone(),
+            is_outbound: true,
+            connection_status: ConnectionStatus {
+                duration_ns: 5_000_000_000,
+                send_monitor: FlowStatus {
+                    bytes: 1234,
+                    active: true,
+                    ..FlowStatus::default()
+                },
+                recv_monitor: FlowStatus::default(),
+                channels: vec![ChannelStatus {
+                    id: 0x30,
+                    send_queue_capacity: 1,
+                    send_queue_size: 0,
+                    priority: 5,
+                    recently_sent: 0,
+                }],
+            },
+            remote_ip: "10.0.0.7".into(),
+        }],
+    });
+    let idle = serde_json::json!({
+        "Start": "0001-01-01T00:00:00Z",
+        "Bytes": "0",
+        "Samples": "0",
+        "InstRate": "0",
+        "CurRate": "0",
+        "AvgRate": "0",
+        "PeakRate": "0",
+        "BytesRem": "0",
+        "Duration": "0",
+        "Idle": "0",
+        "TimeRem": "0",
+        "Progress": 0,
+        "Active": false,
+    });
+    let mut sending = idle.clone();
+    sending["Bytes"] = "1234".into();
+    sending["Active"] = true.into();
+    let expected = serde_json::json!({
+        "listening": true,
+        "listeners": ["Listener(@)"],
+        "n_peers": "1",
+        "peers": [{
+            "node_info": render::node_info(&node_info),
+            "is_outbound": true,
+            "connection_status": {
+                "Duration": "5000000000",
+                "SendMonitor": sending,
+                "RecvMonitor": idle,
+                "Channels": [{
+                    "ID": 48,
+                    "SendQueueCapacity": "1",
+                    "SendQueueSize": "0",
+                    "Priority": "5",
+                    "RecentlySent": "0",
+                }],
+            },
+            "remote_ip": "10.0.0.7",
+        }],
+    });
+    assert_eq!(out, expected);
+    let peer = &out["peers"][0];
+    assert_order(
+        peer,
+        &["node_info", "is_outbound", "connection_status", "remote_ip"],
+    );
+    // The node info is status's, key for key.
+    assert_eq!(peer["node_info"]["channels"], "402030");
+    assert_eq!(peer["node_info"]["other"]["tx_index"], "on");
+    assert_order(
+        &peer["node_info"],
+        &[
+            "protocol_version",
+            "id",
+            "listen_addr",
+            "network",
+            "version",
+            "channels",
+            "moniker",
+            "other",
+        ],
+    );
+    let status = &peer["connection_status"];
+    assert_order(
+        status,
+        &["Duration", "SendMonitor", "RecvMonitor", "Channels"],
+    );
+    assert_order(
+        &status["SendMonitor"],
+        &[
+            "Start", "Bytes", "Samples", "InstRate", "CurRate", "AvgRate", "PeakRate", "BytesRem",
+            "Duration", "Idle", "TimeRem", "Progress", "Active",
+        ],
+    );
+    assert_order(
+        &status["Channels"][0],
+        &[
+            "ID",
+            "SendQueueCapacity",
+            "SendQueueSize",
+            "Priority",
+            "RecentlySent",
+        ],
+    );
 }

@@ -33,6 +33,9 @@ impl Backend for EchoBackend {
     fn consensus_state(&self) -> BoxFuture<'_, RpcResult<rpc::backend::ConsensusState>> {
         unused()
     }
+    fn net_info(&self) -> BoxFuture<'_, RpcResult<rpc::backend::NetInfo>> {
+        unused()
+    }
     fn block(&self, _: Option<u64>) -> BoxFuture<'_, RpcResult<BlockResult>> {
         unused()
     }

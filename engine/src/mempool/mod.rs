@@ -5,6 +5,12 @@
 //! proposal within the block's byte and gas limits, and the update after a
 //! block (committed transactions leave; the rest are returned for recheck).
 //!
+//! For gossip, every admitted transaction carries a sequence number (the
+//! order of admission, never reused) and the peers it came from, so that a
+//! per-peer cursor ([`Mempool::txs_from`]) hands each peer every transaction
+//! once, in order, except those the peer sent us. A copy that arrives again
+//! while the first is held or still being checked only adds its sender.
+//!
 //! This module performs no I/O and never calls the application: the node
 //! calls CheckTx between [`Mempool::precheck`] and [`Mempool::add_checked`],
 //! so a slow application never holds the mempool, and a recheck runs in the
@@ -14,7 +20,18 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::config::MempoolConfig;
+use crate::p2p::NodeId;
 use crate::types::{sha256, Hash, Height};
+
+/// Most senders recorded per transaction. More peers than this sending the
+/// same transaction is unusual; one not recorded merely gets the
+/// transaction back once.
+pub const MAX_SENDERS_PER_TX: usize = 64;
+
+/// Most transactions whose senders are tracked while CheckTx runs on them.
+/// Normally one entry per call in flight; the bound holds even if a caller
+/// never reports the outcome.
+pub const MAX_PENDING_CHECKS: usize = 4096;
 
 /// Why a transaction is not in the mempool.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +75,57 @@ pub struct MempoolTx {
     pub gas_wanted: i64,
     /// Height at which it was accepted.
     pub height: Height,
+}
+
+/// The peers a transaction came from, at most [`MAX_SENDERS_PER_TX`] (a
+/// handful in practice, so a vector beats a set).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Senders(Vec<NodeId>);
+
+impl Senders {
+    fn add(&mut self, peer: NodeId) {
+        if self.0.len() < MAX_SENDERS_PER_TX && !self.0.contains(&peer) {
+            self.0.push(peer);
+        }
+    }
+
+    fn add_all(&mut self, other: Senders) {
+        for p in other.0 {
+            self.add(p);
+        }
+    }
+
+    fn contains(&self, peer: &NodeId) -> bool {
+        self.0.contains(peer)
+    }
+}
+
+/// A transaction CheckTx is running on.
+#[derive(Debug, Default)]
+struct Pending {
+    senders: Senders,
+    /// A block committed it meanwhile: the verdict must not admit it.
+    committed: bool,
+}
+
+/// A held transaction and who sent it to us.
+#[derive(Debug)]
+struct Entry {
+    tx: MempoolTx,
+    senders: Senders,
+}
+
+/// A transaction as a peer's gossip cursor sees it
+/// ([`Mempool::txs_from`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GossipTx {
+    /// Its admission sequence number; the cursor moves past it.
+    pub seq: u64,
+    /// The bytes.
+    pub tx: Arc<Vec<u8>>,
+    /// Whether the peer asked about sent it to us (then it is not sent
+    /// back).
+    pub from_peer: bool,
 }
 
 /// A fixed-size set of recent hashes; the oldest leaves first. Removal is
@@ -123,10 +191,14 @@ pub fn proto_size(tx: &[u8]) -> u64 {
 #[derive(Debug)]
 pub struct Mempool {
     config: MempoolConfig,
-    /// Arrival sequence -> transaction (FIFO order).
-    txs: BTreeMap<u64, MempoolTx>,
+    /// Admission sequence -> transaction (FIFO order). Sequence numbers
+    /// only grow, so a gossip cursor stays valid across removals.
+    txs: BTreeMap<u64, Entry>,
     by_hash: HashMap<Hash, u64>,
     next_seq: u64,
+    /// Transactions between `precheck` and `add_checked` (CheckTx
+    /// running), at most [`MAX_PENDING_CHECKS`].
+    pending: HashMap<Hash, Pending>,
     bytes: u64,
     cache: Cache,
     height: Height,
@@ -145,6 +217,7 @@ impl Mempool {
             txs: BTreeMap::new(),
             by_hash: HashMap::new(),
             next_seq: 0,
+            pending: HashMap::new(),
             bytes: 0,
             cache,
             height,
@@ -195,9 +268,40 @@ impl Mempool {
         self.bytes
     }
 
-    /// The transactions in order (for `unconfirmed_txs` and gossip).
+    /// The transactions in order (for `unconfirmed_txs`).
     pub fn iter(&self) -> impl Iterator<Item = &MempoolTx> {
-        self.txs.values()
+        self.txs.values().map(|e| &e.tx)
+    }
+
+    /// The sequence number the next admitted transaction will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// A gossip cursor's next step: up to `limit` held transactions with
+    /// sequence number `>= next`, in admission order, each flagged with
+    /// whether `peer` sent it. The cursor continues from the last `seq` + 1;
+    /// transactions removed meanwhile are simply not returned, and ones
+    /// admitted later have higher numbers, so each reaches the cursor once.
+    pub fn txs_from(&self, next: u64, peer: &NodeId, limit: usize) -> Vec<GossipTx> {
+        self.txs
+            .range(next..)
+            .take(limit)
+            .map(|(seq, e)| GossipTx {
+                seq: *seq,
+                tx: e.tx.tx.clone(),
+                from_peer: e.senders.contains(peer),
+            })
+            .collect()
+    }
+
+    /// Whether `peer` is recorded as a sender of the held transaction
+    /// `hash`.
+    pub fn is_sender(&self, hash: &Hash, peer: &NodeId) -> bool {
+        self.by_hash
+            .get(hash)
+            .and_then(|seq| self.txs.get(seq))
+            .is_some_and(|e| e.senders.contains(peer))
     }
 
     /// True when `hash` is held.
@@ -223,6 +327,20 @@ impl Mempool {
     /// success the hash enters the cache, so a second copy arriving while
     /// the first is being checked is refused (as in CometBFT).
     pub fn precheck(&mut self, tx: &[u8]) -> Result<Hash, MempoolError> {
+        self.precheck_from(tx, None)
+    }
+
+    /// [`precheck`](Self::precheck) for a transaction `sender` gave us
+    /// (`None`: a client). A copy of a transaction that is held or being
+    /// checked records `sender` (whatever the verdict), so the transaction
+    /// is not gossiped back to it; CheckTx does not run again. After a
+    /// success, report the outcome with [`add_checked`](Self::add_checked)
+    /// or [`abandon`](Self::abandon).
+    pub fn precheck_from(
+        &mut self,
+        tx: &[u8],
+        sender: Option<NodeId>,
+    ) -> Result<Hash, MempoolError> {
         if tx.is_empty() {
             return Err(MempoolError::Empty);
         }
@@ -233,20 +351,48 @@ impl Mempool {
                 got: size,
             });
         }
+        let hash = sha256(tx);
+        if let Some(peer) = sender {
+            self.note_sender(&hash, peer);
+        }
         if !self.has_room_for(size) {
             return Err(self.full_error());
         }
-        let hash = sha256(tx);
         if self.contains(&hash) || !self.cache.push(hash) {
             return Err(MempoolError::InCache);
+        }
+        if self.pending.len() < MAX_PENDING_CHECKS || self.pending.contains_key(&hash) {
+            let pending = self.pending.entry(hash).or_default();
+            if let Some(peer) = sender {
+                pending.senders.add(peer);
+            }
         }
         Ok(hash)
     }
 
+    /// Records that `peer` sent `hash`, if it is held or being checked.
+    fn note_sender(&mut self, hash: &Hash, peer: NodeId) {
+        if let Some(e) = self.by_hash.get(hash).and_then(|s| self.txs.get_mut(s)) {
+            e.senders.add(peer);
+        } else if let Some(pending) = self.pending.get_mut(hash) {
+            pending.senders.add(peer);
+        }
+    }
+
+    /// CheckTx for a prechecked transaction gave no verdict (the
+    /// application failed): forget its senders. The hash stays in the
+    /// cache, so a transaction that breaks the application is not retried
+    /// at once.
+    pub fn abandon(&mut self, hash: &Hash) {
+        self.pending.remove(hash);
+    }
+
     /// Records the application's CheckTx verdict for a transaction that
     /// passed [`Mempool::precheck`]. Accepted (`code == 0`) transactions join
-    /// the end of the queue; rejected ones leave the cache unless
-    /// `keep-invalid-txs-in-cache` is set, so they may be retried.
+    /// the end of the queue with the senders recorded meanwhile; rejected
+    /// ones leave the cache unless `keep-invalid-txs-in-cache` is set, so
+    /// they may be retried. One a block committed while CheckTx ran is not
+    /// admitted.
     pub fn add_checked(
         &mut self,
         tx: Vec<u8>,
@@ -254,13 +400,19 @@ impl Mempool {
         gas_wanted: i64,
     ) -> Result<bool, MempoolError> {
         let hash = sha256(&tx);
+        let Pending { senders, committed } = self.pending.remove(&hash).unwrap_or_default();
+        if committed {
+            // Admitting it would put it in a second block.
+            return Ok(false);
+        }
         if code != 0 {
             if !self.config.keep_invalid_txs_in_cache {
                 self.cache.remove(&hash);
             }
             return Ok(false);
         }
-        if self.contains(&hash) {
+        if let Some(e) = self.by_hash.get(&hash).and_then(|s| self.txs.get_mut(s)) {
+            e.senders.add_all(senders);
             return Ok(false);
         }
         let size = tx.len() as u64;
@@ -275,11 +427,14 @@ impl Mempool {
         self.by_hash.insert(hash, seq);
         self.txs.insert(
             seq,
-            MempoolTx {
-                tx: Arc::new(tx),
-                hash,
-                gas_wanted,
-                height: self.height,
+            Entry {
+                tx: MempoolTx {
+                    tx: Arc::new(tx),
+                    hash,
+                    gas_wanted,
+                    height: self.height,
+                },
+                senders,
             },
         );
         Ok(true)
@@ -291,7 +446,7 @@ impl Mempool {
     pub fn reap(&self, max_bytes: i64, max_gas: i64) -> Vec<Arc<Vec<u8>>> {
         let mut out = Vec::new();
         let (mut bytes, mut gas) = (0i64, 0i64);
-        for t in self.txs.values() {
+        for t in self.iter() {
             let size = i64::try_from(proto_size(&t.tx)).unwrap_or(i64::MAX);
             if max_bytes > -1 && bytes.saturating_add(size) > max_bytes {
                 break;
@@ -309,12 +464,16 @@ impl Mempool {
 
     /// After block `height`: committed transactions leave the mempool and
     /// stay in the cache (valid ones; invalid ones leave the cache unless
-    /// configured otherwise), so they are not accepted again.
+    /// configured otherwise), so they are not accepted again, not even by a
+    /// CheckTx that was running when the block came.
     pub fn update(&mut self, height: Height, committed: &[(Vec<u8>, u32)]) {
         self.height = height;
         self.txs_reported = false;
         for (tx, code) in committed {
             let hash = sha256(tx);
+            if let Some(p) = self.pending.get_mut(&hash) {
+                p.committed = true;
+            }
             if *code == 0 || self.config.keep_invalid_txs_in_cache {
                 self.cache.push(hash);
             } else {
@@ -328,7 +487,7 @@ impl Mempool {
     /// `recheck` is off). Copies are cheap: the bytes are shared.
     pub fn recheck_list(&self) -> Vec<MempoolTx> {
         if self.config.recheck {
-            self.txs.values().cloned().collect()
+            self.iter().cloned().collect()
         } else {
             Vec::new()
         }
@@ -344,8 +503,8 @@ impl Mempool {
 
     fn remove(&mut self, hash: &Hash) {
         if let Some(seq) = self.by_hash.remove(hash) {
-            if let Some(t) = self.txs.remove(&seq) {
-                self.bytes -= t.tx.len() as u64;
+            if let Some(e) = self.txs.remove(&seq) {
+                self.bytes -= e.tx.tx.len() as u64;
             }
         }
     }
@@ -354,6 +513,7 @@ impl Mempool {
     pub fn flush(&mut self) {
         self.txs.clear();
         self.by_hash.clear();
+        self.pending.clear();
         self.bytes = 0;
         self.cache = Cache::new(self.config.cache_size as usize);
     }
@@ -532,5 +692,213 @@ mod tests {
         );
         assert!(m.precheck(b"x").is_ok(), "x fell out of a cache of 2");
         assert_eq!(m.precheck(b"z"), Err(MempoolError::InCache));
+    }
+
+    fn peer(n: u8) -> NodeId {
+        NodeId([n; 20])
+    }
+
+    fn seqs(batch: &[GossipTx]) -> Vec<u64> {
+        batch.iter().map(|t| t.seq).collect()
+    }
+
+    #[test]
+    fn a_cursor_walks_in_admission_order_across_removals_and_later_additions() {
+        let mut m = pool(|_| {});
+        for tx in [&b"a"[..], b"b", b"c", b"d"] {
+            add(&mut m, tx, 0).expect("added");
+        }
+        let p = peer(1);
+        let first = m.txs_from(0, &p, 2);
+        assert_eq!(seqs(&first), vec![0, 1]);
+        assert_eq!(*first[0].tx, b"a".to_vec());
+        // b (seen) and c (not yet seen) leave with a block; e arrives.
+        m.update(1, &[(b"b".to_vec(), 0), (b"c".to_vec(), 0)]);
+        add(&mut m, b"e", 0).expect("added");
+        let next = m.txs_from(first[1].seq + 1, &p, 10);
+        assert_eq!(
+            next.iter().map(|t| t.tx.to_vec()).collect::<Vec<_>>(),
+            vec![b"d".to_vec(), b"e".to_vec()],
+            "c left before the cursor reached it; d and e follow in order"
+        );
+        assert!(m.txs_from(next[1].seq + 1, &p, 10).is_empty());
+        assert_eq!(m.next_seq(), 5, "sequence numbers are never reused");
+    }
+
+    #[test]
+    fn a_copy_from_another_peer_records_its_sender_without_a_second_check() {
+        let mut m = pool(|_| {});
+        let (a, b, c) = (peer(1), peer(2), peer(3));
+        let hash = m.precheck_from(b"tx", Some(a)).expect("new");
+        // While CheckTx runs, b's copy is a duplicate but b is noted.
+        assert_eq!(m.precheck_from(b"tx", Some(b)), Err(MempoolError::InCache));
+        assert_eq!(m.add_checked(b"tx".to_vec(), 0, 0), Ok(true));
+        assert!(m.is_sender(&hash, &a) && m.is_sender(&hash, &b));
+        // Held: c's copy is refused (no CheckTx) and c is noted.
+        assert_eq!(m.precheck_from(b"tx", Some(c)), Err(MempoolError::InCache));
+        assert!(m.is_sender(&hash, &c));
+        assert!(!m.is_sender(&hash, &peer(4)));
+        let flags: Vec<bool> = [a, b, c, peer(4)]
+            .iter()
+            .map(|p| m.txs_from(0, p, 1)[0].from_peer)
+            .collect();
+        assert_eq!(flags, vec![true, true, true, false]);
+        // A client's copy records nobody.
+        assert_eq!(m.precheck(b"tx"), Err(MempoolError::InCache));
+    }
+
+    #[test]
+    fn a_full_mempool_still_records_the_sender_of_a_held_tx() {
+        let mut m = pool(|c| c.size = 1);
+        let hash = m.precheck_from(b"tx", Some(peer(1))).expect("new");
+        m.add_checked(b"tx".to_vec(), 0, 0).expect("added");
+        assert!(matches!(
+            m.precheck_from(b"tx", Some(peer(2))),
+            Err(MempoolError::Full { .. })
+        ));
+        assert!(m.is_sender(&hash, &peer(2)));
+    }
+
+    #[test]
+    fn senders_per_tx_are_bounded() {
+        let mut m = pool(|_| {});
+        let hash = m.precheck(b"tx").expect("new");
+        m.add_checked(b"tx".to_vec(), 0, 0).expect("added");
+        for n in 0..=(MAX_SENDERS_PER_TX as u8 + 10) {
+            let _ = m.precheck_from(b"tx", Some(peer(n)));
+        }
+        let recorded = (0..=255u8)
+            .filter(|n| m.is_sender(&hash, &peer(*n)))
+            .count();
+        assert_eq!(recorded, MAX_SENDERS_PER_TX);
+        assert!(m.is_sender(&hash, &peer(0)), "the first ones are kept");
+    }
+
+    #[test]
+    fn a_tx_committed_while_being_checked_is_not_admitted() {
+        let mut m = pool(|_| {});
+        m.precheck_from(b"tx", Some(peer(1))).expect("new");
+        m.update(1, &[(b"tx".to_vec(), 0)]);
+        assert_eq!(m.add_checked(b"tx".to_vec(), 0, 0), Ok(false));
+        assert!(m.is_empty());
+        assert_eq!(m.precheck(b"tx"), Err(MempoolError::InCache));
+    }
+
+    #[test]
+    fn an_abandoned_check_forgets_its_senders_and_keeps_the_cache_entry() {
+        let mut m = pool(|_| {});
+        let hash = m.precheck_from(b"tx", Some(peer(1))).expect("new");
+        m.abandon(&hash);
+        assert!(m.pending.is_empty());
+        assert_eq!(m.precheck(b"tx"), Err(MempoolError::InCache));
+    }
+
+    #[test]
+    fn pending_checks_are_bounded() {
+        let mut m = pool(|c| c.cache_size = 0);
+        for i in 0..(MAX_PENDING_CHECKS as u32 + 100) {
+            m.precheck_from(&i.to_be_bytes(), Some(peer(1)))
+                .expect("new");
+        }
+        assert_eq!(m.pending.len(), MAX_PENDING_CHECKS);
+        // Untracked ones are still admitted (without senders).
+        let last = (MAX_PENDING_CHECKS as u32 + 99).to_be_bytes();
+        assert_eq!(m.add_checked(last.to_vec(), 0, 0), Ok(true));
+    }
+
+    /// One step of the gossip model: peers 0..3 send txs 0..8, clients too,
+    /// blocks commit some, and peer 0's cursor reads a few at a time.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Receive { tx: u8, from: Option<u8> },
+        Commit(u8),
+        Read(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..8, proptest::option::of(0u8..3))
+                .prop_map(|(tx, from)| Op::Receive { tx, from }),
+            1 => (0u8..8).prop_map(Op::Commit),
+            3 => (1usize..4).prop_map(Op::Read),
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Peer 0's cursor gets every tx it did not send once, in
+        /// admission order; never a tx it had sent before the cursor
+        /// reached it; and, once drained, has seen every held tx it did
+        /// not send.
+        #[test]
+        fn a_cursor_delivers_each_tx_the_peer_did_not_send_once_in_order(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
+            let mut m = pool(|_| {});
+            let me = peer(0);
+            let mut cursor = 0u64;
+            let mut delivered: Vec<(u64, Vec<u8>)> = Vec::new();
+            // Model: who sent each tx (while held or being checked).
+            let mut sent_by_me: std::collections::HashSet<Vec<u8>> = Default::default();
+            let read = |m: &Mempool, cursor: &mut u64, limit: usize,
+                            delivered: &mut Vec<(u64, Vec<u8>)>,
+                            sent_by_me: &std::collections::HashSet<Vec<u8>>| {
+                for t in m.txs_from(*cursor, &me, limit) {
+                    prop_assert!(t.seq >= *cursor);
+                    prop_assert_eq!(t.from_peer, sent_by_me.contains(&*t.tx));
+                    if !t.from_peer {
+                        delivered.push((t.seq, t.tx.to_vec()));
+                    }
+                    *cursor = t.seq + 1;
+                }
+                Ok(())
+            };
+            for op in ops {
+                match op {
+                    Op::Receive { tx, from } => {
+                        let bytes = vec![b'x', tx];
+                        let sender = from.map(peer);
+                        let held = m.contains(&sha256(&bytes));
+                        match m.precheck_from(&bytes, sender) {
+                            Ok(_) => {
+                                sent_by_me.remove(&bytes);
+                                if from == Some(0) {
+                                    sent_by_me.insert(bytes.clone());
+                                }
+                                prop_assert_eq!(m.add_checked(bytes, 0, 0), Ok(true));
+                            }
+                            Err(MempoolError::InCache) => {
+                                if held && from == Some(0) {
+                                    sent_by_me.insert(bytes);
+                                }
+                            }
+                            Err(e) => prop_assert!(false, "{e}"),
+                        }
+                    }
+                    Op::Commit(tx) => {
+                        let bytes = vec![b'x', tx];
+                        // Invalid in the block: it leaves the cache too, so
+                        // it may come again and be gossiped anew.
+                        m.update(m.height() + 1, &[(bytes.clone(), 1)]);
+                        sent_by_me.remove(&bytes);
+                    }
+                    Op::Read(limit) => {
+                        read(&m, &mut cursor, limit, &mut delivered, &sent_by_me)?;
+                    }
+                }
+            }
+            read(&m, &mut cursor, usize::MAX, &mut delivered, &sent_by_me)?;
+            let order: Vec<u64> = delivered.iter().map(|(s, _)| *s).collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            prop_assert_eq!(&order, &sorted, "strictly increasing: in order, once each");
+            for t in m.iter() {
+                let mine = m.is_sender(&t.hash, &me);
+                let got = delivered.iter().any(|(_, b)| *b == *t.tx);
+                prop_assert!(mine || got, "held and not mine, so delivered");
+            }
+        }
     }
 }

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use abci::proto::RequestCheckTx;
 use rpc::backend as rb;
 use tokio::sync::broadcast;
 
+use super::mempool_reactor::CheckTxError;
 use super::Shared;
 use crate::block_exec;
 use crate::mempool::MempoolError;
+use crate::p2p::node_info::NodeInfo;
+use crate::p2p::peer::Direction;
 use crate::types::{sha256, Height, Time};
 
 /// The RPC's view of the node.
@@ -68,29 +70,30 @@ impl NodeBackend {
     }
 
     async fn check_tx(&self, tx: Vec<u8>) -> Result<rb::TxResult, rpc::RpcError> {
-        self.0
-            .with_mempool(|m| m.precheck(&tx))
-            .map_err(|e| match e {
-                MempoolError::InCache => rpc::RpcError::TxInCache,
-                other => rpc::RpcError::Internal(other.to_string()),
-            })?;
-        let resp = self
-            .0
-            .app()
-            .check_tx(RequestCheckTx {
-                tx: tx.clone().into(),
-                r#type: 0,
-            })
-            .await
-            .map_err(internal)?;
-        let added = self
-            .0
-            .with_mempool(|m| m.add_checked(tx, resp.code, resp.gas_wanted))
-            .map_err(internal)?;
-        if added {
-            self.0.notify_txs_available();
-        }
+        let resp = self.0.check_tx(tx, None).await.map_err(|e| match e {
+            CheckTxError::Mempool(MempoolError::InCache) => rpc::RpcError::TxInCache,
+            other => internal(other),
+        })?;
         Ok(tx_result!(&resp))
+    }
+}
+
+/// A peer's node info as the RPC renders it.
+fn rpc_node_info(n: &NodeInfo) -> rb::NodeInfo {
+    rb::NodeInfo {
+        protocol_version: rb::ProtocolVersion {
+            p2p: n.protocol_version.p2p,
+            block: n.protocol_version.block,
+            app: n.protocol_version.app,
+        },
+        id: n.id.to_string(),
+        listen_addr: n.listen_addr.clone(),
+        network: n.network.clone(),
+        version: n.version.clone(),
+        channels: n.channels.clone(),
+        moniker: n.moniker.clone(),
+        tx_index: n.tx_index.clone(),
+        rpc_address: n.rpc_address.clone(),
     }
 }
 
@@ -174,6 +177,50 @@ impl rpc::Backend for NodeBackend {
                         .get_by_address(&s.validator.0)
                         .map_or(0, |(_, v)| v.voting_power),
                 },
+            })
+        })
+    }
+
+    fn net_info(&self) -> Fut<'_, rb::NetInfo> {
+        Box::pin(async move {
+            let s = &self.0;
+            let ours = s.switch.node_info();
+            // We do not measure traffic: the monitors stay at zero; the
+            // channels are ours, with their configured queues.
+            let descriptors = crate::p2p::conn::cometbft_channels(
+                usize::try_from(s.home.config.mempool.max_tx_bytes).unwrap_or(usize::MAX),
+            );
+            let channels: Vec<rb::ChannelStatus> = ours
+                .channels
+                .iter()
+                .filter_map(|id| descriptors.iter().find(|d| d.id == *id))
+                .map(|d| rb::ChannelStatus {
+                    id: d.id,
+                    send_queue_capacity: i64::try_from(d.send_queue_capacity).unwrap_or(i64::MAX),
+                    send_queue_size: 0,
+                    priority: i64::from(d.priority),
+                    recently_sent: 0,
+                })
+                .collect();
+            let peers = s
+                .switch
+                .peers()
+                .iter()
+                .map(|p| rb::Peer {
+                    node_info: rpc_node_info(&p.node_info),
+                    is_outbound: p.direction == Direction::Outbound,
+                    connection_status: rb::ConnectionStatus {
+                        channels: channels.clone(),
+                        ..rb::ConnectionStatus::default()
+                    },
+                    remote_ip: p.remote_addr.ip().to_string(),
+                })
+                .collect();
+            Ok(rb::NetInfo {
+                listening: s.switch.local_addr().is_some(),
+                // CometBFT names the configured external address here.
+                listeners: vec![format!("Listener(@{})", s.home.config.p2p.external_address)],
+                peers,
             })
         })
     }

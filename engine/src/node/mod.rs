@@ -15,6 +15,7 @@
 mod backend;
 mod consensus_reactor;
 mod driver;
+mod mempool_reactor;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -126,6 +127,9 @@ struct Shared {
     /// releases a round 0 that waits for them. A watch, so a ring while
     /// the driver is busy is kept, not lost.
     txs_available: tokio::sync::watch::Sender<()>,
+    /// Rung after every transaction admitted to the mempool; wakes the
+    /// mempool reactor's per-peer gossip.
+    tx_added: tokio::sync::watch::Sender<()>,
     events: broadcast::Sender<TxEvent>,
     validator: (crate::types::Address, crate::types::PublicKey),
     /// The p2p switch (peers for `net_info`, sends for the reactors).
@@ -425,6 +429,7 @@ pub async fn run(
             state.last_block_height,
         )),
         txs_available: tokio::sync::watch::channel(()).0,
+        tx_added: tokio::sync::watch::channel(()).0,
         state: RwLock::new(state),
         store,
         app: RwLock::new(app),
@@ -447,7 +452,7 @@ pub async fn run(
         gossip_rx,
         peer_tx,
     ));
-    tokio::spawn(drain(queues.mempool, "mempool"));
+    tokio::spawn(mempool_reactor::run(shared.clone(), queues.mempool));
     tokio::spawn(drain(queues.blocksync, "blocksync"));
     tokio::spawn(drain(queues.evidence, "evidence"));
 
