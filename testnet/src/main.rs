@@ -40,6 +40,10 @@ enum Command {
     /// and whether the nodes agree on the block at the lowest common
     /// height. Exits non-zero if they disagree or none is reachable.
     Status(StatusArgs),
+    /// Generate and run a network of validators on loopback, then report
+    /// heights per second and consensus gossip (messages and bytes) per
+    /// node and height. Replaces the testnet in --dir.
+    Bench(BenchArgs),
 }
 
 const PORTS_HELP: &str = "\
@@ -99,6 +103,30 @@ struct StatusArgs {
     /// Seconds to wait for each node's answer.
     #[arg(long, default_value_t = 3)]
     timeout: u64,
+}
+
+/// Arguments of `testnet bench`.
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Where to write the network (replaced if it holds a testnet).
+    #[arg(long, default_value = "bench-net")]
+    dir: PathBuf,
+    /// timeout_commit of every node, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    timeout_commit_ms: u64,
+    /// Seconds measured after warm-up.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// node0's first port.
+    #[arg(long, default_value_t = net::DEFAULT_BASE_PORT)]
+    base_port: u16,
+    /// The engine binary (default: next to this testnet binary, else on
+    /// PATH). Build it with --release for meaningful numbers.
+    #[arg(long)]
+    engine: Option<PathBuf>,
 }
 
 /// Arguments of `testnet sim`.
@@ -376,6 +404,28 @@ fn run_start(args: StartArgs) -> Result<bool, net::Error> {
     Ok(outcome.clean())
 }
 
+fn run_bench(args: BenchArgs) -> Result<bool, net::Error> {
+    let engine = net::start::find_engine(args.engine.as_deref())?;
+    let opts = net::bench::BenchOptions {
+        dir: args.dir.clone(),
+        validators: args.validators,
+        base_port: args.base_port,
+        timeout_commit: Duration::from_millis(args.timeout_commit_ms),
+        window: Duration::from_secs(args.seconds),
+        engine: engine.clone(),
+    };
+    let report = net::bench::run(&opts, engine::node::now())?;
+    println!(
+        "testnet bench --validators {} --timeout-commit-ms {} --seconds {} (engine {})",
+        args.validators,
+        args.timeout_commit_ms,
+        args.seconds,
+        engine.display()
+    );
+    println!("{report}");
+    Ok(true)
+}
+
 fn run_status(args: StatusArgs) -> Result<bool, net::Error> {
     let network = net::Network::load(&args.dir)?;
     let report = net::status::check(&network, Duration::from_secs(args.timeout));
@@ -403,5 +453,6 @@ fn main() -> ExitCode {
         Command::Init(args) => exit(run_init(args)),
         Command::Start(args) => exit(run_start(args)),
         Command::Status(args) => exit(run_status(args)),
+        Command::Bench(args) => exit(run_bench(args)),
     }
 }

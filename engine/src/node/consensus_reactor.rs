@@ -55,7 +55,7 @@ impl Traffic {
 
     fn next_height(&mut self, height: crate::types::Height, peers: usize) {
         if self.height > 0 {
-            tracing::debug!(
+            tracing::info!(
                 height = self.height,
                 peers,
                 sent = self.sent,

@@ -1,6 +1,6 @@
 //! Local networks of real `engine` processes on 127.0.0.1: generate their
-//! homes ([`init`]), run and watch them ([`start`]), and inspect a running
-//! network ([`status`]).
+//! homes ([`init`]), run and watch them ([`start`]), inspect a running
+//! network ([`status`]), and measure one ([`bench`]).
 //!
 //! A network directory holds one CometBFT home per node (`node0`, `node1`,
 //! … validators first, then full nodes) and a small manifest,
@@ -11,6 +11,7 @@
 //! This module never talks to the consensus core: it only writes files,
 //! starts processes and reads the nodes' RPC.
 
+pub mod bench;
 pub mod init;
 pub mod layout;
 pub mod rpc;
