@@ -204,6 +204,7 @@ fn txs_submitted_to_a_full_node_are_gossiped_to_the_validator_and_committed() {
                 max_period: None,
             },
             conn: ConnConfig::default(),
+            misbehaviour_ban: Duration::ZERO,
         };
         let mut switch = Switch::new(
             config,

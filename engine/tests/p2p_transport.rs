@@ -223,6 +223,7 @@ fn switch_config(persistent: Vec<PeerAddr>) -> SwitchConfig {
             max_period: None,
         },
         conn: ConnConfig::default(),
+        misbehaviour_ban: Duration::ZERO,
     }
 }
 
@@ -594,5 +595,44 @@ async fn garbage_instead_of_a_handshake_is_dropped_while_the_listener_keeps_acce
         "bad client still connected"
     );
     assert_eq!(s.peers().len(), 1);
+    s.stop();
+}
+
+#[tokio::test]
+async fn a_peer_stopped_for_misbehaving_is_banned_and_its_reconnection_refused() {
+    let config = SwitchConfig {
+        misbehaviour_ban: Duration::from_secs(600),
+        ..switch_config(vec![])
+    };
+    let (s, mut rx) = start_switch(1, loopback().await, config).await;
+    let target = PeerAddr {
+        id: s.id(),
+        host: "127.0.0.1".into(),
+        port: s.local_addr().expect("listening").port(),
+    };
+    let (t, _l) = bare(8, CHAIN).await;
+    let _first = t.dial(&target).await.expect("dial");
+    expect_added(&mut rx, t.id()).await;
+    assert_eq!(s.banned_for(&t.id()), None, "not banned before misbehaving");
+
+    s.stop_peer(t.id(), "sent junk").expect("connected");
+    assert_eq!(
+        until_removed(&mut rx, t.id()).await,
+        RemovalReason::Stopped("sent junk".into())
+    );
+    let left = s.banned_for(&t.id()).expect("banned");
+    assert!(left > Duration::from_secs(500), "{left:?}");
+    // It comes back at once: the handshake completes, then the switch
+    // refuses it and closes the connection.
+    let mut again = t.dial(&target).await.expect("upgrade");
+    let end = timeout(SOON, again.stream.incoming.recv())
+        .await
+        .expect("closed in time");
+    assert!(end.is_none(), "a banned peer is not admitted");
+    assert!(!s.is_connected(&t.id()));
+    // Others are unaffected.
+    let (other, _l2) = bare(9, CHAIN).await;
+    let _ok = other.dial(&target).await.expect("dial");
+    expect_added(&mut rx, other.id()).await;
     s.stop();
 }

@@ -342,9 +342,23 @@ fn garbage_and_impostor_peers_are_dropped_and_the_network_goes_on() {
         // Reconnected (a persistent peer is redialled): votes with a bad
         // signature get the peer dropped too. Heights h+1..h+3 make sure one
         // is current or next at node0 when it arrives.
+        // Our side sees the handshake succeed even while node0 refuses us
+        // (banned); go on once node0 lists us as a peer.
+        let listed = || {
+            tokio::task::block_in_place(|| {
+                net.nodes[0]
+                    .get("/net_info")
+                    .is_some_and(|v| v.to_string().contains(&our_id.to_string()))
+            })
+        };
         loop {
             match tokio::time::timeout(Duration::from_secs(60), inbound.recv()).await {
-                Ok(Some(p2p::peer::Inbound::Peer(p2p::peer::PeerEvent::Added(_)))) => break,
+                Ok(Some(p2p::peer::Inbound::Peer(p2p::peer::PeerEvent::Added(_)))) => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if listed() {
+                        break;
+                    }
+                }
                 Ok(Some(_)) => continue,
                 other => panic!("node0 did not take the peer back: {other:?}"),
             }
@@ -395,6 +409,12 @@ fn garbage_and_impostor_peers_are_dropped_and_the_network_goes_on() {
     );
 
     let log0 = net.nodes[0].log();
+    assert!(
+        log0.lines()
+            .any(|l| l.contains("peer banned for misbehaving") && l.contains(&our_id.to_string())),
+        "node0 banned the peer for a while:\n{}",
+        tail(&log0)
+    );
     assert!(
         log0.lines().any(|l| l.contains("peer removed")
             && l.contains(&our_id.to_string())

@@ -25,6 +25,7 @@ use std::time::Duration;
 pub mod conn;
 pub mod node_info;
 pub mod peer;
+pub mod score;
 pub mod secret;
 pub mod switch;
 pub mod transport;
@@ -296,7 +297,15 @@ pub enum P2pError {
     /// A peer with this ID is already connected; the first connection stays.
     #[error("peer {0} is already connected")]
     DuplicatePeer(NodeId),
-    /// A peer from this IP is connected and `allow_duplicate_ip` is off.
+    /// The peer misbehaved recently (see [`score`]).
+    #[error("peer {id} is banned for {left:?} more for misbehaving")]
+    Banned {
+        /// The peer.
+        id: NodeId,
+        /// What is left of its ban.
+        left: Duration,
+    },
+    /// Another peer from the same IP is connected.
     #[error("a peer from {0} is already connected and allow_duplicate_ip is false")]
     DuplicateIp(IpAddr),
     /// `max_num_inbound_peers` is reached.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use super::conn::{self, ChannelDescriptor, ConnConfig, ConnError, ConnHandle};
 use super::node_info::NodeInfo;
 use super::peer::{Direction, Inbound, Peer, PeerEvent, PeerInfo, RemovalReason};
+use super::score::ScoreBook;
 use super::secret::{Closer, PlainStream};
 use super::transport::{self, Connection, Transport, TransportConfig};
 use super::{parse_id_list, parse_peer_list, NodeId, P2pError, PeerAddr};
@@ -102,6 +103,11 @@ impl DialSchedule {
     }
 }
 
+/// The first ban of a misbehaving peer: long enough that a reconnecting
+/// attacker gets little done, short enough that an honest peer with a bug
+/// (or one wrongly suspected) is back soon.
+pub const DEFAULT_MISBEHAVIOUR_BAN: Duration = Duration::from_secs(10);
+
 /// The switch's settings, normally [`SwitchConfig::from_config`] of the
 /// `[p2p]` section.
 #[derive(Clone, Debug)]
@@ -125,6 +131,10 @@ pub struct SwitchConfig {
     pub dial: DialSchedule,
     /// Settings of each peer's MConnection.
     pub conn: ConnConfig,
+    /// The first ban of a peer a reactor disconnected for misbehaving
+    /// (doubling with each further strike, see [`super::score`]); zero
+    /// never bans.
+    pub misbehaviour_ban: Duration,
 }
 
 impl SwitchConfig {
@@ -187,6 +197,7 @@ impl SwitchConfig {
                     .unwrap_or(usize::MAX),
                 ..ConnConfig::default()
             },
+            misbehaviour_ban: DEFAULT_MISBEHAVIOUR_BAN,
         })
     }
 }
@@ -283,6 +294,7 @@ impl Switch {
         let transport = Transport::new(&key, node_info, config.transport.clone())?;
         let our_id = transport.id();
         let inner = Arc::new(Inner {
+            scores: Mutex::new(ScoreBook::new(config.misbehaviour_ban)),
             persistent: config.persistent_peers.iter().map(|p| p.id).collect(),
             unconditional: config.unconditional_peer_ids.iter().copied().collect(),
             config,
@@ -343,6 +355,11 @@ impl SwitchHandle {
             .collect()
     }
 
+    /// How much longer `id` is banned for misbehaving, if it is.
+    pub fn banned_for(&self, id: &NodeId) -> Option<Duration> {
+        self.inner.lock_scores().banned_for(id, Instant::now())
+    }
+
     /// Whether `id` is connected.
     pub fn is_connected(&self, id: &NodeId) -> bool {
         self.inner.lock_peers().contains_key(id)
@@ -378,8 +395,10 @@ impl SwitchHandle {
             .count()
     }
 
-    /// Disconnects `peer`; reactors get `Removed` with
-    /// [`RemovalReason::Stopped`]. A persistent peer is dialled again.
+    /// Disconnects `peer` for misbehaving; reactors get `Removed` with
+    /// [`RemovalReason::Stopped`]. It is banned for a while (see
+    /// [`SwitchConfig::misbehaviour_ban`]); a persistent peer is dialled
+    /// again when its ban ends.
     pub fn stop_peer(&self, peer: NodeId, reason: impl Into<String>) -> Result<(), P2pError> {
         let p = self.peer(&peer)?;
         // A full slot means a stop is already on its way.
@@ -405,6 +424,8 @@ struct Inner {
     persistent: HashSet<NodeId>,
     unconditional: HashSet<NodeId>,
     peers: Mutex<BTreeMap<NodeId, Peer>>,
+    /// Strikes and bans; locked after `peers` when both are needed.
+    scores: Mutex<ScoreBook>,
     serials: AtomicU64,
     /// Bumped after every removal; dialers wait on it.
     removals: watch::Sender<u64>,
@@ -417,6 +438,11 @@ impl Inner {
         // No code panics while holding the lock, so a poisoned lock still
         // holds a consistent map.
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_scores(&self) -> MutexGuard<'_, ScoreBook> {
+        // As `lock_peers`: no code panics while holding it.
+        self.scores.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn has_ip(&self, ip: IpAddr) -> bool {
@@ -499,6 +525,9 @@ impl Inner {
         }
         if peers.contains_key(&id) {
             return Err(P2pError::DuplicatePeer(id));
+        }
+        if let Some(left) = self.lock_scores().banned_for(&id, Instant::now()) {
+            return Err(P2pError::Banned { id, left });
         }
         if direction == Direction::Inbound && !self.unconditional.contains(&id) {
             let inbound = peers
@@ -592,6 +621,14 @@ async fn dial_loop(inner: Arc<Inner>, addr: PeerAddr) {
         if inner.lock_peers().contains_key(&addr.id) {
             continue;
         }
+        // A banned peer is dialled when its ban ends, not before.
+        let banned = inner.lock_scores().banned_for(&addr.id, Instant::now());
+        if let Some(left) = banned {
+            tokio::select! {
+                () = tokio::time::sleep(left) => {}
+                () = stopping(&mut shutdown) => return,
+            }
+        }
         attempt = attempt.saturating_add(1);
         let dialled = tokio::select! {
             dialled = inner.transport.dial(&addr) => dialled,
@@ -672,6 +709,16 @@ async fn run_peer(inner: Arc<Inner>, task: PeerTask) {
     handle.close();
     closer.close();
     info!(peer = %id, %reason, "peer removed");
+    if let RemovalReason::Stopped(why) = &reason {
+        let now = Instant::now();
+        let mut scores = inner.lock_scores();
+        let ban = scores.strike(id, now);
+        if !ban.is_zero() {
+            let strikes = scores.strikes(&id, now);
+            drop(scores);
+            warn!(peer = %id, ?ban, strikes, reason = %why, "peer banned for misbehaving");
+        }
+    }
     for reactor in &inner.reactors {
         let _ = reactor
             .send(Inbound::Peer(PeerEvent::Removed(id, reason.clone())))
