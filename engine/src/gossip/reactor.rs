@@ -187,18 +187,24 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
                 vec![]
             }
             OurEvent::Vote(v) => {
+                let (height, round, kind) = (v.height, v.round as i32, v.vote_type);
+                let index = v.validator_index;
                 let has = ConsensusMessage::HasVote {
-                    height: v.height,
-                    round: v.round as i32,
-                    kind: v.vote_type,
-                    index: v.validator_index,
+                    height,
+                    round,
+                    kind,
+                    index,
                 };
-                let height = v.height;
                 self.view.add_vote(v);
-                // Only peers at that height can use it.
+                // Only peers at that height can use it, and not those known
+                // to have it (the one that sent it to us, for one).
                 self.peers
                     .iter()
                     .filter(|(_, s)| s.height == height)
+                    .filter(|(_, s)| {
+                        !s.vote_bits(height, round, kind)
+                            .is_some_and(|b| b.get(index as usize))
+                    })
                     .map(|(p, _)| (p.clone(), has.clone()))
                     .collect()
             }
@@ -562,9 +568,38 @@ mod tests {
         // 1 proposal + every part + 4 votes, and nothing twice: HasVote and
         // NewRoundStep aside, no message was wasted.
         let parts = id.part_set_header.total as usize;
-        assert!(
-            sent <= 1 + parts + 4 + 8,
-            "{sent} messages for {parts} parts"
-        );
+        assert!(sent <= 1 + parts + 4, "{sent} messages for {parts} parts");
+    }
+
+    #[test]
+    fn has_vote_goes_to_peers_that_lack_the_vote_only() {
+        let id = block().block_id();
+        let mut r: R = Reactor::new(NoStore, 3);
+        r.on_our_event(OurEvent::HeightStarted {
+            height: 1,
+            powers: vec![1; 4],
+            last_commit: None,
+        });
+        for p in [1u8, 2] {
+            r.add_peer(p);
+            let hello = ConsensusMessage::NewRoundStep {
+                height: 1,
+                round: 0,
+                step: step::PREVOTE,
+                seconds_since_start: 0,
+                last_commit_round: -1,
+            };
+            r.on_message(&p, hello).expect("ok");
+        }
+        let v = vote(VoteType::Prevote, 3, id);
+        r.on_message(&1, ConsensusMessage::Vote(v.clone()))
+            .expect("ok");
+        let out = r.on_our_event(OurEvent::Vote(v));
+        let to: Vec<u8> = out.iter().map(|(p, _)| *p).collect();
+        assert_eq!(to, vec![2], "not back to the peer that sent it: {out:?}");
+        assert!(matches!(
+            out[0].1,
+            ConsensusMessage::HasVote { index: 3, .. }
+        ));
     }
 }
