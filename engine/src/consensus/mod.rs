@@ -11,6 +11,7 @@
 //! layer signs them through the double-sign guard and feeds the signed message
 //! back as an input, exactly like a message from a peer.
 
+mod conflicts;
 mod error;
 mod input;
 mod output;
@@ -23,6 +24,7 @@ mod tests;
 #[cfg(feature = "mutants")]
 pub mod mutants;
 
+pub use conflicts::ConflictPool;
 pub use error::InputError;
 pub use input::Input;
 pub use output::Output;

@@ -1747,3 +1747,86 @@ fn a_height_that_does_not_wait_proposes_at_once() {
     assert!(!schedules(&out, TimeoutStep::NewRound, 0), "{out:?}");
     assert_eq!(c.round_state().step, Step::Propose);
 }
+
+#[test]
+fn refused_equivocating_votes_complete_a_certificate_the_core_then_counts() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let others: Vec<usize> = (0..4).filter(|i| *i != me).collect();
+    let (a, _) = net.block(1, 0);
+    let (b, _) = net.block(2, 0);
+    let mut c = net.node(me);
+    let mut pool = ConflictPool::default();
+    let eq = others[0];
+    // The equivocator's vote for A arrives first and is counted...
+    feed(
+        &mut c,
+        [Input::Vote(net.vote(eq, VoteType::Prevote, 0, Some(a)))],
+    );
+    // ...the other two vote B: only 2 of 4 counted for B.
+    for i in &others[1..] {
+        feed(
+            &mut c,
+            [Input::Vote(net.vote(*i, VoteType::Prevote, 0, Some(b)))],
+        );
+    }
+    let second = net.vote(eq, VoteType::Prevote, 0, Some(b));
+    let out = feed(&mut c, [Input::Vote(second.clone())]);
+    assert!(out.iter().any(|o| matches!(o, Output::Equivocation { .. })));
+    assert_eq!(
+        c.votes().round(0).map(|r| r.prevotes.weight_for(&Some(b))),
+        Some(2)
+    );
+    // A vote for another value completes nothing.
+    let stray = net.vote(others[1], VoteType::Prevote, 0, None);
+    assert!(pool.add(stray, &c).is_none());
+    // The refused vote plus the two counted ones: 3 of 4 for B.
+    let cert = pool.add(second.clone(), &c).expect("a certificate");
+    let Input::Certificate(votes) = &cert else {
+        panic!("{cert:?}");
+    };
+    assert_eq!(votes.len(), 3);
+    assert!(votes.iter().all(|v| v.block_id == Some(b)));
+    feed(&mut c, [cert]);
+    assert_eq!(
+        c.votes()
+            .round(0)
+            .map(|r| r.prevotes.quorum_value(c.votes().thresholds())),
+        Some(Some(Some(b))),
+        "the core counts the quorum for B"
+    );
+    assert!(pool.add(second, &c).is_none(), "once per value");
+}
+
+#[test]
+fn a_refused_vote_completes_a_quorum_when_later_votes_arrive() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let (me, _) = roles(&net);
+    let others: Vec<usize> = (0..4).filter(|i| *i != me).collect();
+    let (a, _) = net.block(1, 0);
+    let (b, _) = net.block(2, 0);
+    let mut c = net.node(me);
+    let mut pool = ConflictPool::default();
+    let eq = others[0];
+    feed(
+        &mut c,
+        [Input::Vote(net.vote(eq, VoteType::Precommit, 0, Some(a)))],
+    );
+    let second = net.vote(eq, VoteType::Precommit, 0, Some(b));
+    feed(&mut c, [Input::Vote(second.clone())]);
+    assert!(pool.add(second, &c).is_none(), "1 of 4 for B");
+    let v1 = net.vote(others[1], VoteType::Precommit, 0, Some(b));
+    feed(&mut c, [Input::Vote(v1.clone())]);
+    assert!(pool.on_counted(&v1, &c).is_none(), "2 of 4 for B");
+    let v2 = net.vote(others[2], VoteType::Precommit, 0, Some(b));
+    feed(&mut c, [Input::Vote(v2.clone())]);
+    let cert = pool.on_counted(&v2, &c).expect("3 of 4 for B");
+    feed(&mut c, [cert]);
+    assert_eq!(
+        c.votes()
+            .round(0)
+            .map(|r| r.precommits.quorum_value(c.votes().thresholds())),
+        Some(Some(Some(b))),
+        "the core counts the precommit quorum for B"
+    );
+}

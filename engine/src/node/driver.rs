@@ -43,6 +43,10 @@ pub(super) struct Driver {
     told: (Height, u32, u8, Vec<BlockId>),
     /// When the current height started (for `consensus_state`).
     height_started: crate::types::Time,
+    /// Equivocators' votes the core did not count, for certificates.
+    conflicts: consensus::ConflictPool,
+    /// Certificates found while telling gossip, for the input queue.
+    certificates: Vec<Input>,
 }
 
 /// What the driver borrows from the node for its lifetime: queues that
@@ -82,6 +86,8 @@ impl Driver {
             gossip,
             told: (0, 0, 0, Vec::new()),
             height_started: now(),
+            conflicts: consensus::ConflictPool::default(),
+            certificates: Vec::new(),
         }
     }
 
@@ -217,7 +223,12 @@ impl Driver {
             Input::Proposal(p) if self.core.proposal(p.round) == Some(p) => {
                 self.tell(OurEvent::Proposal(p.clone()));
             }
-            Input::Vote(v) => self.tell(OurEvent::Vote(v.clone())),
+            Input::Vote(v) => {
+                self.tell(OurEvent::Vote(v.clone()));
+                if let Some(certificate) = self.conflicts.on_counted(v, &self.core) {
+                    self.certificates.push(certificate);
+                }
+            }
             Input::Certificate(votes) => {
                 for v in votes {
                     self.tell(OurEvent::Vote(v.clone()));
@@ -408,6 +419,7 @@ impl Driver {
                 }
             };
             self.tell_accepted(&input);
+            queue.extend(self.certificates.drain(..));
             for output in outputs {
                 self.carry_out(output, &mut queue, wal).await?;
             }
@@ -599,6 +611,15 @@ impl Driver {
             }
             Output::Equivocation { first, second } => {
                 tracing::warn!(validator = ?first.validator_address, height = first.height, round = first.round, a = ?first.block_id, b = ?second.block_id, "equivocation observed");
+                // The refused vote may complete a quorum our peers counted.
+                if let Some(certificate) = self.conflicts.add(*second, &self.core) {
+                    tracing::info!(
+                        height = first.height,
+                        round = first.round,
+                        "a quorum including an equivocator's other vote is proven"
+                    );
+                    queue.push_back(certificate);
+                }
             }
         }
         Ok(())
