@@ -224,7 +224,17 @@ impl Driver {
                 self.tell(OurEvent::Proposal(p.clone()));
             }
             Input::Vote(v) => {
-                self.tell(OurEvent::Vote(v.clone()));
+                // Only a vote the core holds: an equivocator's refused vote
+                // would replace, in gossip's view, the one the core counts.
+                let held = self
+                    .core
+                    .votes()
+                    .round(v.round)
+                    .and_then(|rv| rv.of(v.vote_type).vote_for(v.validator_index, &v.block_id))
+                    .is_some_and(|held| held == v);
+                if held {
+                    self.tell(OurEvent::Vote(v.clone()));
+                }
                 if let Some(certificate) = self.conflicts.on_counted(v, &self.core) {
                     self.certificates.push(certificate);
                 }
