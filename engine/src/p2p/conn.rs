@@ -73,15 +73,66 @@ pub struct ConnConfig {
     /// Data bytes per packet; the receiver refuses packets larger than a
     /// full packet of this payload.
     pub max_packet_payload: usize,
+    /// Most bytes per second we send (`p2p.send_rate`); 0 for no limit.
+    pub send_rate: u64,
+    /// Most bytes per second we read from the peer (`p2p.recv_rate`): a
+    /// peer that sends faster is slowed down, as TCP stops reading; 0 for
+    /// no limit.
+    pub recv_rate: u64,
 }
 
 impl Default for ConnConfig {
-    /// CometBFT's defaults: ping every 60 s, pong within 45 s, 1024-byte packets.
+    /// CometBFT's defaults: ping every 60 s, pong within 45 s, 1024-byte
+    /// packets, 5,120,000 bytes/s each way.
     fn default() -> Self {
         Self {
             ping_interval: Duration::from_secs(60),
             pong_timeout: Duration::from_secs(45),
             max_packet_payload: 1024,
+            send_rate: 5_120_000,
+            recv_rate: 5_120_000,
+        }
+    }
+}
+
+/// A byte-rate limit as a token bucket holding at most one second's worth:
+/// bursts up to the rate pass at once, a sustained stream is held to it.
+/// Pure: the caller passes the time and sleeps for what it returns.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    rate: u64,
+    /// Bytes that may pass now without waiting (negative: owed).
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl RateLimit {
+    /// `rate` bytes per second; 0 never limits.
+    pub fn new(rate: u64) -> Self {
+        RateLimit {
+            rate,
+            tokens: rate as f64,
+            last: None,
+        }
+    }
+
+    /// Charges `bytes` at `now`; returns how long to wait before the next
+    /// transfer to stay within the rate.
+    pub fn charge(&mut self, bytes: usize, now: Instant) -> Duration {
+        if self.rate == 0 {
+            return Duration::ZERO;
+        }
+        let rate = self.rate as f64;
+        if let Some(last) = self.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * rate;
+            self.tokens = (self.tokens + refill).min(rate);
+        }
+        self.last = Some(now);
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / rate)
         }
     }
 }
@@ -319,6 +370,7 @@ pub fn spawn(
         decoder: Decoder::new(&channels, config.max_packet_payload),
         deliver,
         shared: Arc::clone(&shared),
+        limit: RateLimit::new(config.recv_rate),
     };
     let writer = Writer {
         outgoing,
@@ -327,6 +379,7 @@ pub fn spawn(
         codec: PacketCodec::new(config.max_packet_payload),
         config,
         shared: Arc::clone(&shared),
+        limit: RateLimit::new(config.send_rate),
     };
     let task = tokio::spawn(run(reader, writer, closed));
     let handle = ConnHandle {
@@ -362,6 +415,7 @@ struct Reader {
     decoder: Decoder,
     deliver: mpsc::Sender<(u8, Bytes)>,
     shared: Arc<Shared>,
+    limit: RateLimit,
 }
 
 impl Reader {
@@ -375,6 +429,12 @@ impl Reader {
     async fn go(&mut self) -> Result<Infallible, ConnError> {
         loop {
             let chunk = self.incoming.recv().await.ok_or(ConnError::PeerClosed)?;
+            // Not reading while over the rate: the socket buffers fill and
+            // the peer's writes wait (pings included, so keep the rate sane).
+            let wait = self.limit.charge(chunk.len(), Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let mut input = &chunk[..];
             while let Some(event) = self.decoder.decode(&mut input)? {
                 match event {
@@ -407,6 +467,7 @@ struct Writer {
     codec: PacketCodec,
     config: ConnConfig,
     shared: Arc<Shared>,
+    limit: RateLimit,
 }
 
 impl Writer {
@@ -457,7 +518,12 @@ impl Writer {
                 // wait without losing the chunk.
                 tokio::select! {
                     permit = self.outgoing.reserve() => {
-                        permit.map_err(|_| ConnError::WriteClosed)?.send(buf.split().freeze());
+                        let chunk = buf.split().freeze();
+                        let wait = self.limit.charge(chunk.len(), Instant::now());
+                        permit.map_err(|_| ConnError::WriteClosed)?.send(chunk);
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
                     }
                     () = sleep_until(pong_deadline) => {
                         check_pong(&self.shared, &mut pong_deadline)?;

@@ -141,12 +141,13 @@ impl SwitchConfig {
     /// Reads the `[p2p]` keys the switch uses: `laddr`, `external_address`,
     /// `persistent_peers`, `unconditional_peer_ids`, `max_num_inbound_peers`,
     /// `allow_duplicate_ip`, `handshake_timeout`, `dial_timeout`,
-    /// `persistent_peers_max_dial_period` and `max_packet_msg_payload_size`.
+    /// `persistent_peers_max_dial_period`, `max_packet_msg_payload_size`,
+    /// `send_rate` and `recv_rate`.
     ///
     /// Not used: `max_num_outbound_peers` (as in CometBFT it limits only
     /// peers found by PEX, and persistent peers are all we dial), and the
-    /// keys of features we do not have (seeds, PEX, address book, rate
-    /// limits, flush throttling).
+    /// keys of features we do not have (seeds, PEX, address book, flush
+    /// throttling).
     pub fn from_config(p2p: &P2pConfig) -> Result<Self, P2pError> {
         let listen_addr = transport::strip_tcp(&p2p.laddr)?.to_string();
         let config_err = |key: &'static str| {
@@ -195,6 +196,8 @@ impl SwitchConfig {
             conn: ConnConfig {
                 max_packet_payload: usize::try_from(p2p.max_packet_msg_payload_size)
                     .unwrap_or(usize::MAX),
+                send_rate: p2p.send_rate,
+                recv_rate: p2p.recv_rate,
                 ..ConnConfig::default()
             },
             misbehaviour_ban: DEFAULT_MISBEHAVIOUR_BAN,

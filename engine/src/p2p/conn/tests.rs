@@ -268,6 +268,7 @@ async fn pings_and_pongs_keep_an_idle_connection_alive() {
         ping_interval: Duration::from_millis(50),
         pong_timeout: Duration::from_millis(500),
         max_packet_payload: 1024,
+        ..ConnConfig::default()
     };
     let (a_out, tap_a) = mpsc::channel(8);
     let (to_b, b_in) = mpsc::channel(8);
@@ -308,6 +309,7 @@ async fn a_peer_that_never_answers_pings_is_dropped() {
         ping_interval: Duration::from_millis(20),
         pong_timeout: Duration::from_millis(100),
         max_packet_payload: 1024,
+        ..ConnConfig::default()
     };
     let (_in_tx, in_rx) = mpsc::channel(1);
     let (out_tx, mut out_rx) = mpsc::channel(64);
@@ -685,4 +687,27 @@ fn default_config_is_cometbfts() {
     assert_eq!(c.ping_interval, Duration::from_secs(60));
     assert_eq!(c.pong_timeout, Duration::from_secs(45));
     assert_eq!(c.max_packet_payload, 1024);
+}
+
+#[test]
+fn a_rate_limit_lets_a_second_pass_then_holds_to_the_rate() {
+    let t0 = Instant::now();
+    let mut limit = RateLimit::new(1000);
+    assert_eq!(
+        limit.charge(600, t0),
+        Duration::ZERO,
+        "a burst within the bucket"
+    );
+    assert_eq!(limit.charge(400, t0), Duration::ZERO);
+    // 500 more bytes at once: half a second owed.
+    assert_eq!(limit.charge(500, t0), Duration::from_millis(500));
+    // After waiting that out and another 100 ms, 100 bytes pass freely.
+    let later = t0 + Duration::from_millis(600);
+    assert_eq!(limit.charge(100, later), Duration::ZERO);
+    // A long pause refills only up to one second's worth.
+    let much_later = later + Duration::from_secs(60);
+    assert_eq!(limit.charge(1000, much_later), Duration::ZERO);
+    assert!(limit.charge(1, much_later) > Duration::ZERO);
+    let mut off = RateLimit::new(0);
+    assert_eq!(off.charge(usize::MAX, t0), Duration::ZERO, "0 never limits");
 }
