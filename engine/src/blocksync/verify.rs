@@ -6,10 +6,12 @@
 //! A pure function of the state and the two blocks; which peer to blame is
 //! the pool's business ([`BlockPool::invalid`](super::BlockPool::invalid)).
 
-use crate::execution::{next_height, validate_block, ExecError};
+use crate::execution::{
+    next_height, validate_block, validate_block_with_verified_last_commit, ExecError,
+};
 use crate::store::State;
 use crate::types::{
-    Block, BlockId, CommitError, CommitSig, ExtendedCommit, Height, Signature, ValidatorSet,
+    Block, BlockId, Commit, CommitError, CommitSig, ExtendedCommit, Height, Signature, ValidatorSet,
 };
 
 /// Which check a synced pair failed.
@@ -81,16 +83,49 @@ pub enum VerifyError {
 ///    `VerifyCommitExtended`);
 /// 5. `first` passes [`validate_block`] against the state.
 ///
-/// Returns `first`'s block id, under which it is stored and applied.
-/// (`validate_block` verifies `first`'s own last commit each time, where
-/// CometBFT skips that after the first synced block, since it was checked
-/// as the previous `second`'s; the verdicts are the same.)
+/// Returns `first`'s block id, under which it is stored and applied. A
+/// node syncing block after block uses [`verify_pair_after`] instead, which
+/// does not verify `first`'s own last commit a second time.
 pub fn verify_pair(
     state: &State,
     first: &Block,
     second: &Block,
     ext_commit: Option<&ExtendedCommit>,
 ) -> Result<BlockId, VerifyError> {
+    verify_pair_after(state, first, second, ext_commit, None).map(|v| v.block_id)
+}
+
+/// A last commit whose signatures [`verify_pair_after`] verified: it proves
+/// `block_id`. Only verification builds one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenCommit {
+    block_id: BlockId,
+    commit: Commit,
+}
+
+/// What a pair's verification established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedPair {
+    /// `first`'s block id, under which it is stored and applied.
+    pub block_id: BlockId,
+    /// `second`'s last commit, proven to commit `first`: the next pair's
+    /// `first` is `second`, so its last commit needs no second check.
+    pub proof: ProvenCommit,
+}
+
+/// [`verify_pair`] for the next block of a sync: when `previous` (the
+/// proof from verifying the pair before) is the very commit `first`
+/// carries as its last commit and proves the state's last block, the
+/// signatures of `first`'s last commit are not verified again (CometBFT
+/// skips them after the first synced block too). Any other last commit,
+/// say from a block re-fetched after a failure, is verified in full.
+pub fn verify_pair_after(
+    state: &State,
+    first: &Block,
+    second: &Block,
+    ext_commit: Option<&ExtendedCommit>,
+    previous: Option<&ProvenCommit>,
+) -> Result<VerifiedPair, VerifyError> {
     let height = first.header.height;
     let expected = next_height(state);
     if height != expected {
@@ -125,8 +160,22 @@ pub fn verify_pair(
         verify_extended(&state.validators, &state.chain_id, &block_id, height, ec)?;
     }
 
-    validate_block(state, first).map_err(VerifyError::Block)?;
-    Ok(block_id)
+    let last_commit_proven = previous.is_some_and(|p| {
+        state.last_block_id == Some(p.block_id) && first.last_commit.as_ref() == Some(&p.commit)
+    });
+    if last_commit_proven {
+        validate_block_with_verified_last_commit(state, first)
+    } else {
+        validate_block(state, first)
+    }
+    .map_err(VerifyError::Block)?;
+    Ok(VerifiedPair {
+        block_id,
+        proof: ProvenCommit {
+            block_id,
+            commit: commit.clone(),
+        },
+    })
 }
 
 /// CometBFT `VerifyCommitExtended`: the extension rules for an enabled
@@ -369,6 +418,59 @@ mod tests {
                 first.header.height
             );
         }
+    }
+
+    #[test]
+    fn a_proven_last_commit_is_not_verified_again_and_no_other_is_trusted() {
+        let chain = Chain::build(4, 0);
+        let (st0, first0, second0, _) = chain.pair(0);
+        let proof = verify_pair_after(st0, &first0, &second0, None, None)
+            .expect("valid pair")
+            .proof;
+        let (st1, first1, second1, _) = chain.pair(1);
+        // Last validators whose keys verify no signature of the last
+        // commit (addresses and powers kept, so the median time still
+        // holds): only a skipped check lets the block through.
+        let mut blind = st1.clone();
+        if let Some(vals) = &mut blind.last_validators {
+            for v in &mut vals.validators {
+                v.pub_key = key(99).public_key();
+            }
+        }
+        assert!(matches!(
+            verify_pair(&blind, &first1, &second1, None),
+            Err(VerifyError::Block(ExecError::LastCommit(_)))
+        ));
+        assert_eq!(
+            verify_pair_after(&blind, &first1, &second1, None, Some(&proof)).map(|v| v.block_id),
+            Ok(first1.block_id())
+        );
+        // The proof covers that commit only: a block carrying another last
+        // commit (validator 2's slot signed by an outsider), with a second
+        // block really committing it, is verified in full and refused.
+        let forged = sign(
+            &st0.validators,
+            1,
+            first0.block_id(),
+            first0.header.time,
+            &[0, 1, 2, 3],
+            &|a| {
+                if *a == st0.validators.validators[2].address {
+                    99
+                } else {
+                    chain.keys[a]
+                }
+            },
+            false,
+        );
+        let (first_forged, second_forged) =
+            signed_for(&chain, 1, |b| b.last_commit = Some(forged.to_commit()));
+        assert!(matches!(
+            verify_pair_after(st1, &first_forged, &second_forged, None, Some(&proof)),
+            Err(VerifyError::Block(ExecError::LastCommit(
+                CommitError::BadSignature { index: 2, .. }
+            )))
+        ));
     }
 
     #[test]
