@@ -12,6 +12,8 @@
 
 mod messages;
 mod pool;
+#[cfg(test)]
+pub(crate) mod testchain;
 mod verify;
 
 pub use messages::{
