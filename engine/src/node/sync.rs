@@ -232,6 +232,18 @@ impl BehindDetector {
     }
 }
 
+/// The highest height reported by a peer whose base is at most our next
+/// height (the pool's `max_peer_height` for a pool starting there).
+fn best_peer_height<'a>(
+    statuses: impl Iterator<Item = &'a Status>,
+    ours: Height,
+) -> Option<Height> {
+    statuses
+        .filter(|s| s.base() <= ours.saturating_add(1))
+        .map(Status::height)
+        .max()
+}
+
 /// Whether a `BlockResponse` from a peer may be expected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
@@ -471,18 +483,17 @@ impl Reactor {
                 tracing::debug!(%peer, height, "block request dropped: queue full or peer gone");
             }
         }
-        let state = self.shared.state();
-        let ready = pool_caught_up || local_node_blocks_the_chain(&state, &self.own);
-        if ready
-            && !missing_extended_commit(&state, || {
-                matches!(
-                    self.shared
-                        .store
-                        .load_block_extended_commit(state.last_block_height),
-                    Ok(Some(_))
-                )
-            })
-        {
+        let store = &self.shared.store;
+        let done = self.shared.with_state(|st| {
+            (pool_caught_up || local_node_blocks_the_chain(st, &self.own))
+                && !missing_extended_commit(st, || {
+                    matches!(
+                        store.load_block_extended_commit(st.last_block_height),
+                        Ok(Some(_))
+                    )
+                })
+        });
+        if done {
             self.finish(Ok(()));
         }
     }
@@ -503,7 +514,10 @@ impl Reactor {
             self.detector.reset();
             return;
         }
-        let best = self.statuses.values().map(Status::height).max();
+        // As the pool counts them: only peers that still hold our next
+        // block can help, so only they can make us fall behind (else a
+        // catch-up would end at once, and the lag fire again).
+        let best = best_peer_height(self.statuses.values(), ours);
         if self.detector.observe(ours, best, now) {
             tracing::info!(
                 height = ours,

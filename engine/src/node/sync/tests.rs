@@ -94,6 +94,26 @@ fn a_lag_counts_only_when_it_lasts() {
     assert!(!d.observe(18, Some(30), s(12)));
 }
 
+#[test]
+fn only_peers_holding_our_next_block_count_as_ahead() {
+    let st = |b, h| Status::new(b, h).expect("status");
+    let statuses = [st(1, 50), st(30, 500), st(11, 90)];
+    // At 10: the peer pruned below 30 cannot serve 11; the one from 11 can.
+    assert_eq!(best_peer_height(statuses.iter(), 10), Some(90));
+    assert_eq!(best_peer_height(statuses.iter(), 9), Some(50));
+    assert_eq!(best_peer_height(statuses.iter(), 29), Some(500));
+    assert_eq!(best_peer_height([].iter(), 29), None);
+    // The same rule as the pool's, so a catch-up started on a lag has
+    // something to sync.
+    let mut pool = BlockPool::new(11, PoolConfig::default());
+    let now = Instant::now();
+    for (i, s) in statuses.iter().enumerate() {
+        pool.on_status(NodeId([i as u8; 20]), s.base(), s.height(), now)
+            .expect("status");
+    }
+    assert_eq!(pool.max_peer_height(), 90);
+}
+
 fn block_response_bytes_without_block() -> Vec<u8> {
     pb::Message {
         sum: Some(pb::message::Sum::BlockResponse(pb::BlockResponse {
