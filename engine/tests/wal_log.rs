@@ -538,3 +538,44 @@ fn start_height_without_wait_for_txs_replays_as_not_waiting() {
     let back = from_record(WalRecord::decode(bytes.as_slice()).expect("decodes")).expect("valid");
     assert!(same(&back.msg, &waiting), "{:?}", back.msg);
 }
+
+/// A node that leaves consensus for block sync abandons the height it was
+/// at, and the blocks it syncs never pass through the WAL. The driver then
+/// asks to replay after a height the log never ended: there is nothing for
+/// it (so the next height starts fresh), the abandoned height's inputs are
+/// never replayed, and the marker the node writes after syncing brings
+/// replay and pruning back to the usual path.
+#[test]
+fn a_height_the_log_never_saw_replays_nothing_and_sync_marks_its_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut w, _) = open(dir.path());
+    write_height(&mut w, 1);
+    w.append(t(50), &WalMessage::EndHeight(1), Durability::Sync)
+        .expect("end height");
+    // Height 2 started, then the node fell behind and synced to 150.
+    write_height(&mut w, 2);
+    assert!(w.replay_after(150).expect("replay").is_none());
+    drop(w);
+    let (mut w, _) = open(dir.path());
+    assert!(
+        w.replay_after(150).expect("replay").is_none(),
+        "nor after a restart"
+    );
+    // After the catch-up: the end of the synced heights.
+    w.append(t(60), &WalMessage::EndHeight(150), Durability::Sync)
+        .expect("end height");
+    assert!(w
+        .replay_after(150)
+        .expect("replay")
+        .expect("marker")
+        .is_empty());
+    // The fresh height 151 is what a crash then replays.
+    let h151 = write_height(&mut w, 151);
+    drop(w);
+    let (mut w, _) = open(dir.path());
+    assert_eq!(w.last_end_height(), Some(150));
+    assert_replay(
+        &w.replay_after(150).expect("replay").expect("marker"),
+        &h151,
+    );
+}

@@ -12,11 +12,13 @@
 
 mod messages;
 mod pool;
+#[cfg(test)]
+pub(crate) mod testchain;
 mod verify;
 
 pub use messages::{
     inspect, BlockResponse, MessageError, MessageKind, Status, SyncMessage, MAX_MSG_SIZE,
     MAX_VOTES_COUNT,
 };
-pub use pool::{BlockPool, PeerFault, PeerId, PoolConfig, TwoBlocks};
-pub use verify::{verify_pair, VerifyError};
+pub use pool::{BlockPool, PeerFault, PoolConfig, TwoBlocks};
+pub use verify::{verify_pair, verify_pair_after, ProvenCommit, VerifiedPair, VerifyError};

@@ -51,21 +51,10 @@
 //! later.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::p2p::NodeId;
 use crate::types::{Block, ExtendedCommit, Height};
-
-/// A peer, by its node id (the first 20 bytes of SHA-256 of its p2p key).
-/// Defined here so that the pool does not depend on the p2p layer.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct PeerId(pub [u8; 20]);
-
-impl fmt::Debug for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Peer({})", hex::encode(&self.0[..4]))
-    }
-}
 
 /// The pool's limits and timeouts; [`Default`] gives CometBFT's values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +164,7 @@ struct Peer {
 /// One outstanding request for a height.
 #[derive(Clone, Debug)]
 struct Ask {
-    peer: PeerId,
+    peer: NodeId,
     at: Instant,
     /// Unanswered for `request_retry`: another peer is asked too; this
     /// peer's answer is still accepted.
@@ -187,7 +176,7 @@ struct Ask {
 struct Delivered {
     block: Block,
     ext_commit: Option<ExtendedCommit>,
-    from: PeerId,
+    from: NodeId,
 }
 
 /// The state of one height in the window.
@@ -197,13 +186,13 @@ struct Requester {
     asks: Vec<Ask>,
     /// Peers that answered "no block", with when; not asked again before
     /// `request_retry`.
-    refused: Vec<(PeerId, Instant)>,
+    refused: Vec<(NodeId, Instant)>,
     /// The block, once a peer delivered it.
     got: Option<Delivered>,
 }
 
 impl Requester {
-    fn asked(&self, peer: &PeerId) -> bool {
+    fn asked(&self, peer: &NodeId) -> bool {
         self.asks.iter().any(|a| a.peer == *peer)
     }
 
@@ -222,9 +211,9 @@ pub struct BlockPool {
     height: Height,
     /// One entry per height from `height`, consecutive.
     requesters: BTreeMap<Height, Requester>,
-    peers: BTreeMap<PeerId, Peer>,
+    peers: BTreeMap<NodeId, Peer>,
     /// Faulty peers and when they were banned.
-    banned: BTreeMap<PeerId, Instant>,
+    banned: BTreeMap<NodeId, Instant>,
     /// The highest height reported by a peer that can serve `height`.
     max_peer_height: Height,
     /// Counter for `Peer::last_pick`.
@@ -274,7 +263,7 @@ impl BlockPool {
     /// expected. The node checks this before decoding a `BlockResponse`
     /// (CometBFT's `FilterMsgBytes`): without one, the response is
     /// unsolicited and the peer is disconnected undecoded.
-    pub fn has_pending_request_from(&self, peer: &PeerId) -> bool {
+    pub fn has_pending_request_from(&self, peer: &NodeId) -> bool {
         self.peers.get(peer).is_some_and(|p| !p.stale.is_empty())
             || self.requesters.values().any(|r| r.asked(peer))
     }
@@ -283,7 +272,7 @@ impl BlockPool {
     /// range (CometBFT `SetPeerRange`).
     pub fn on_status(
         &mut self,
-        peer: PeerId,
+        peer: NodeId,
         base: Height,
         height: Height,
         now: Instant,
@@ -330,14 +319,14 @@ impl BlockPool {
 
     /// The peer disconnected: its outstanding requests are made to others.
     /// Blocks it already delivered stay (they are verified anyway).
-    pub fn remove_peer(&mut self, peer: &PeerId) {
+    pub fn remove_peer(&mut self, peer: &NodeId) {
         self.drop_peer(peer, false);
     }
 
     /// The requests to send now, as `(peer, height)`: new heights as the
     /// window allows, a second peer for heights close to the pool's height,
     /// and heights whose requests were given up on or refused.
-    pub fn next_requests(&mut self, now: Instant) -> Vec<(PeerId, Height)> {
+    pub fn next_requests(&mut self, now: Instant) -> Vec<(NodeId, Height)> {
         self.expire_bans(now);
         let retry = self.cfg.request_retry;
         for r in self.requesters.values_mut() {
@@ -415,7 +404,7 @@ impl BlockPool {
     /// is kept, a second answer (from the other asked peer) is dropped.
     pub fn on_block(
         &mut self,
-        peer: PeerId,
+        peer: NodeId,
         block: Block,
         ext_commit: Option<ExtendedCommit>,
         now: Instant,
@@ -461,7 +450,7 @@ impl BlockPool {
 
     /// `peer` does not have the block at `height` (`NoBlockResponse`): ask
     /// another peer. Ignored unless the request was outstanding.
-    pub fn on_no_block(&mut self, peer: PeerId, height: Height, now: Instant) {
+    pub fn on_no_block(&mut self, peer: NodeId, height: Height, now: Instant) {
         if let Some(p) = self.peers.get_mut(&peer) {
             if p.stale.remove(&height).is_some() {
                 return;
@@ -513,7 +502,7 @@ impl BlockPool {
     /// the two is wrong cannot be told, so both senders are faulty: they are
     /// removed and banned, every block they delivered is discarded and its
     /// height asked again. Returns them for the node to disconnect.
-    pub fn invalid(&mut self, height: Height, now: Instant) -> Vec<PeerId> {
+    pub fn invalid(&mut self, height: Height, now: Instant) -> Vec<NodeId> {
         let mut faulty = Vec::new();
         for h in [Some(height), height.checked_add(1)].into_iter().flatten() {
             if let Some(d) = self.requesters.get(&h).and_then(|r| r.got.as_ref()) {
@@ -531,7 +520,7 @@ impl BlockPool {
     /// Peers with unanswered requests that delivered nothing for
     /// [`PoolConfig::peer_timeout`]: removed (their requests go to others)
     /// and returned for the node to disconnect.
-    pub fn timeouts(&mut self, now: Instant) -> Vec<PeerId> {
+    pub fn timeouts(&mut self, now: Instant) -> Vec<NodeId> {
         self.expire_bans(now);
         let timeout = self.cfg.peer_timeout;
         let expired = |p: &Peer, at: Instant| {
@@ -564,8 +553,8 @@ impl BlockPool {
     }
 
     /// Requests outstanding per peer, in the window and already synced.
-    fn in_flight(&self) -> BTreeMap<PeerId, usize> {
-        let mut n: BTreeMap<PeerId, usize> = self
+    fn in_flight(&self) -> BTreeMap<NodeId, usize> {
+        let mut n: BTreeMap<NodeId, usize> = self
             .peers
             .iter()
             .map(|(id, p)| (*id, p.stale.len()))
@@ -579,14 +568,14 @@ impl BlockPool {
     }
 
     /// Removes, bans, and discards what `peer` delivered.
-    fn fault(&mut self, peer: PeerId, now: Instant) {
+    fn fault(&mut self, peer: NodeId, now: Instant) {
         self.drop_peer(&peer, true);
         self.banned.insert(peer, now);
     }
 
     /// Forgets `peer` and its outstanding requests; with `discard`, also
     /// the blocks it delivered.
-    fn drop_peer(&mut self, peer: &PeerId, discard: bool) {
+    fn drop_peer(&mut self, peer: &NodeId, discard: bool) {
         for r in self.requesters.values_mut() {
             r.asks.retain(|a| a.peer != *peer);
             r.refused.retain(|(p, _)| p != peer);

@@ -6,10 +6,12 @@
 //! A pure function of the state and the two blocks; which peer to blame is
 //! the pool's business ([`BlockPool::invalid`](super::BlockPool::invalid)).
 
-use crate::execution::{next_height, validate_block, ExecError};
+use crate::execution::{
+    next_height, validate_block, validate_block_with_verified_last_commit, ExecError,
+};
 use crate::store::State;
 use crate::types::{
-    Block, BlockId, CommitError, CommitSig, ExtendedCommit, Height, Signature, ValidatorSet,
+    Block, BlockId, Commit, CommitError, CommitSig, ExtendedCommit, Height, Signature, ValidatorSet,
 };
 
 /// Which check a synced pair failed.
@@ -81,16 +83,49 @@ pub enum VerifyError {
 ///    `VerifyCommitExtended`);
 /// 5. `first` passes [`validate_block`] against the state.
 ///
-/// Returns `first`'s block id, under which it is stored and applied.
-/// (`validate_block` verifies `first`'s own last commit each time, where
-/// CometBFT skips that after the first synced block, since it was checked
-/// as the previous `second`'s; the verdicts are the same.)
+/// Returns `first`'s block id, under which it is stored and applied. A
+/// node syncing block after block uses [`verify_pair_after`] instead, which
+/// does not verify `first`'s own last commit a second time.
 pub fn verify_pair(
     state: &State,
     first: &Block,
     second: &Block,
     ext_commit: Option<&ExtendedCommit>,
 ) -> Result<BlockId, VerifyError> {
+    verify_pair_after(state, first, second, ext_commit, None).map(|v| v.block_id)
+}
+
+/// A last commit whose signatures [`verify_pair_after`] verified: it proves
+/// `block_id`. Only verification builds one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenCommit {
+    block_id: BlockId,
+    commit: Commit,
+}
+
+/// What a pair's verification established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedPair {
+    /// `first`'s block id, under which it is stored and applied.
+    pub block_id: BlockId,
+    /// `second`'s last commit, proven to commit `first`: the next pair's
+    /// `first` is `second`, so its last commit needs no second check.
+    pub proof: ProvenCommit,
+}
+
+/// [`verify_pair`] for the next block of a sync: when `previous` (the
+/// proof from verifying the pair before) is the very commit `first`
+/// carries as its last commit and proves the state's last block, the
+/// signatures of `first`'s last commit are not verified again (CometBFT
+/// skips them after the first synced block too). Any other last commit,
+/// say from a block re-fetched after a failure, is verified in full.
+pub fn verify_pair_after(
+    state: &State,
+    first: &Block,
+    second: &Block,
+    ext_commit: Option<&ExtendedCommit>,
+    previous: Option<&ProvenCommit>,
+) -> Result<VerifiedPair, VerifyError> {
     let height = first.header.height;
     let expected = next_height(state);
     if height != expected {
@@ -125,8 +160,22 @@ pub fn verify_pair(
         verify_extended(&state.validators, &state.chain_id, &block_id, height, ec)?;
     }
 
-    validate_block(state, first).map_err(VerifyError::Block)?;
-    Ok(block_id)
+    let last_commit_proven = previous.is_some_and(|p| {
+        state.last_block_id == Some(p.block_id) && first.last_commit.as_ref() == Some(&p.commit)
+    });
+    if last_commit_proven {
+        validate_block_with_verified_last_commit(state, first)
+    } else {
+        validate_block(state, first)
+    }
+    .map_err(VerifyError::Block)?;
+    Ok(VerifiedPair {
+        block_id,
+        proof: ProvenCommit {
+            block_id,
+            commit: commit.clone(),
+        },
+    })
 }
 
 /// CometBFT `VerifyCommitExtended`: the extension rules for an enabled
@@ -168,194 +217,10 @@ fn verify_extended(
 mod tests {
     use std::collections::HashMap;
 
-    use tendermint_proto::v0_38::abci::{ExecTxResult, ResponseFinalizeBlock, ResponseInitChain};
-
     use super::*;
-    use crate::execution::{
-        apply_init_chain, block_time, genesis_state, make_block, next_state, HeaderField,
-    };
-    use crate::genesis::{GenesisDoc, GenesisValidator};
-    use crate::types::{
-        sha256, Address, BlockId, Commit, ConsensusParams, ExtendedCommitSig, Hash, PartSetHeader,
-        PrivateKey, Time, Vote, VoteType,
-    };
-
-    const CHAIN_ID: &str = "sync-verify-chain";
-
-    fn key(seed: u8) -> PrivateKey {
-        PrivateKey::from_seed([seed; 32])
-    }
-
-    /// A chain of real blocks with real signatures: four validators of
-    /// power 1 (seeds 1..=4).
-    struct Chain {
-        /// The state before each height: `states[i]` is the state the block
-        /// at height `i + 1` is validated against.
-        states: Vec<State>,
-        blocks: Vec<Block>,
-        /// The extended commit of each block (extensions when enabled).
-        ext_commits: Vec<ExtendedCommit>,
-        /// The seed of each validator's key.
-        keys: HashMap<Address, u8>,
-    }
-
-    /// Every validator of `vals` whose index is in `signers` precommits
-    /// `block_id` at `height`, with the key of the seed `seed_of` gives;
-    /// the others are absent. With `extensions`, precommits carry a signed extension.
-    fn sign(
-        vals: &ValidatorSet,
-        height: Height,
-        block_id: BlockId,
-        after: Time,
-        signers: &[usize],
-        seed_of: &dyn Fn(&Address) -> u8,
-        extensions: bool,
-    ) -> ExtendedCommit {
-        let signatures = vals
-            .validators
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                if !signers.contains(&i) {
-                    return ExtendedCommitSig::without_extension(CommitSig::Absent);
-                }
-                let timestamp = Time {
-                    secs: after.secs + 1 + i as i64,
-                    nanos: 0,
-                };
-                let mut vote = Vote {
-                    vote_type: VoteType::Precommit,
-                    height,
-                    round: 0,
-                    block_id: Some(block_id),
-                    timestamp,
-                    validator_address: v.address,
-                    validator_index: i as u32,
-                    signature: Default::default(),
-                    extension: Vec::new(),
-                    extension_signature: Vec::new(),
-                };
-                let k = key(seed_of(&v.address));
-                vote.sign(CHAIN_ID, &k);
-                if extensions {
-                    vote.extension = format!("ext-{height}-{i}").into_bytes();
-                    vote.sign_extension(CHAIN_ID, &k);
-                }
-                ExtendedCommitSig {
-                    commit_sig: CommitSig::Commit {
-                        validator_address: v.address,
-                        timestamp,
-                        signature: vote.signature,
-                    },
-                    extension: vote.extension,
-                    extension_signature: vote.extension_signature,
-                }
-            })
-            .collect();
-        ExtendedCommit {
-            height,
-            round: 0,
-            block_id,
-            signatures,
-        }
-    }
-
-    impl Chain {
-        /// `len` blocks; vote extensions enabled from `ext_height` (0: never).
-        fn build(len: usize, ext_height: i64) -> Chain {
-            let genesis = GenesisDoc {
-                genesis_time: Time {
-                    secs: 1_700_000_000,
-                    nanos: 0,
-                },
-                chain_id: CHAIN_ID.into(),
-                initial_height: 1,
-                consensus_params: ConsensusParams {
-                    vote_extensions_enable_height: ext_height,
-                    ..ConsensusParams::default()
-                },
-                validators: (1..=4u8)
-                    .map(|s| {
-                        let pub_key = key(s).public_key();
-                        GenesisValidator {
-                            address: pub_key.address(),
-                            pub_key,
-                            power: 1,
-                            name: format!("v{s}"),
-                        }
-                    })
-                    .collect(),
-                app_hash: Vec::new(),
-                app_state: None,
-            };
-            let state = genesis_state(&genesis).expect("genesis state");
-            let mut state =
-                apply_init_chain(state, &ResponseInitChain::default()).expect("init chain");
-            let keys: HashMap<Address, u8> = (1..=4u8)
-                .map(|s| (key(s).public_key().address(), s))
-                .collect();
-            let mut chain = Chain {
-                states: Vec::new(),
-                blocks: Vec::new(),
-                ext_commits: Vec::new(),
-                keys,
-            };
-            let mut last_commit: Option<Commit> = None;
-            for i in 0..len {
-                let height = next_height(&state);
-                let block = make_block(
-                    &state,
-                    height,
-                    vec![format!("tx-{i}").into_bytes()],
-                    last_commit.clone(),
-                    Vec::new(),
-                    state.validators.proposer().address,
-                    block_time(&state, last_commit.as_ref()),
-                );
-                let block_id = block.block_id();
-                let response = ResponseFinalizeBlock {
-                    tx_results: vec![ExecTxResult::default()],
-                    app_hash: sha256(&height.to_be_bytes()).0.to_vec().into(),
-                    ..Default::default()
-                };
-                let next = next_state(&state, block_id, &block, &response).expect("next state");
-                let ec = sign(
-                    &state.validators,
-                    height,
-                    block_id,
-                    block.header.time,
-                    &[0, 1, 2, 3],
-                    &|a| chain.keys[a],
-                    state.consensus_params.vote_extensions_enabled(height),
-                );
-                last_commit = Some(ec.to_commit());
-                chain.states.push(state);
-                chain.blocks.push(block);
-                chain.ext_commits.push(ec);
-                state = next;
-            }
-            chain
-        }
-
-        /// The state, block, next block and extended commit at index `i`.
-        fn pair(&self, i: usize) -> (&State, Block, Block, Option<ExtendedCommit>) {
-            let st = &self.states[i];
-            let ec = st
-                .consensus_params
-                .vote_extensions_enabled(self.blocks[i].header.height)
-                .then(|| self.ext_commits[i].clone());
-            (st, self.blocks[i].clone(), self.blocks[i + 1].clone(), ec)
-        }
-
-        /// `second` with its last commit replaced (header kept consistent,
-        /// as a peer forging it would).
-        fn with_commit(second: &Block, commit: Commit) -> Block {
-            let mut b = second.clone();
-            b.last_commit = Some(commit);
-            b.fill_header();
-            b
-        }
-    }
+    use crate::blocksync::testchain::{key, sign, Chain};
+    use crate::execution::HeaderField;
+    use crate::types::{Address, Hash, PartSetHeader};
 
     #[test]
     fn a_valid_pair_verifies_at_every_height() {
@@ -369,6 +234,59 @@ mod tests {
                 first.header.height
             );
         }
+    }
+
+    #[test]
+    fn a_proven_last_commit_is_not_verified_again_and_no_other_is_trusted() {
+        let chain = Chain::build(4, 0);
+        let (st0, first0, second0, _) = chain.pair(0);
+        let proof = verify_pair_after(st0, &first0, &second0, None, None)
+            .expect("valid pair")
+            .proof;
+        let (st1, first1, second1, _) = chain.pair(1);
+        // Last validators whose keys verify no signature of the last
+        // commit (addresses and powers kept, so the median time still
+        // holds): only a skipped check lets the block through.
+        let mut blind = st1.clone();
+        if let Some(vals) = &mut blind.last_validators {
+            for v in &mut vals.validators {
+                v.pub_key = key(99).public_key();
+            }
+        }
+        assert!(matches!(
+            verify_pair(&blind, &first1, &second1, None),
+            Err(VerifyError::Block(ExecError::LastCommit(_)))
+        ));
+        assert_eq!(
+            verify_pair_after(&blind, &first1, &second1, None, Some(&proof)).map(|v| v.block_id),
+            Ok(first1.block_id())
+        );
+        // The proof covers that commit only: a block carrying another last
+        // commit (validator 2's slot signed by an outsider), with a second
+        // block really committing it, is verified in full and refused.
+        let forged = sign(
+            &st0.validators,
+            1,
+            first0.block_id(),
+            first0.header.time,
+            &[0, 1, 2, 3],
+            &|a| {
+                if *a == st0.validators.validators[2].address {
+                    99
+                } else {
+                    chain.keys[a]
+                }
+            },
+            false,
+        );
+        let (first_forged, second_forged) =
+            signed_for(&chain, 1, |b| b.last_commit = Some(forged.to_commit()));
+        assert!(matches!(
+            verify_pair_after(st1, &first_forged, &second_forged, None, Some(&proof)),
+            Err(VerifyError::Block(ExecError::LastCommit(
+                CommitError::BadSignature { index: 2, .. }
+            )))
+        ));
     }
 
     #[test]

@@ -144,6 +144,20 @@ fn check_eq<T: PartialEq + std::fmt::Debug>(field: HeaderField, expected: T, got
 /// Not checked here, as in CometBFT's `validateBlock`: the evidence itself
 /// (the evidence pool's `CheckEvidence`) and a wall-clock bound on the time.
 pub fn validate_block(state: &State, block: &Block) -> Result<()> {
+    check_block(state, block, true)
+}
+
+/// [`validate_block`] without verifying the signatures of the block's last
+/// commit (it must still be present above the initial height), for a caller
+/// that has already verified that very commit against
+/// `state.last_validators` for `state.last_block_id` (block sync, which
+/// proved the previous block with it; CometBFT
+/// `ValidateBlockSkipLastCommit`). Signature checks are the costly part.
+pub fn validate_block_with_verified_last_commit(state: &State, block: &Block) -> Result<()> {
+    check_block(state, block, false)
+}
+
+fn check_block(state: &State, block: &Block, verify_last_commit: bool) -> Result<()> {
     block.validate_basic().map_err(ExecError::InvalidBlock)?;
     let h = &block.header;
 
@@ -204,9 +218,11 @@ pub fn validate_block(state: &State, block: &Block) -> Result<()> {
         let last_block_id = state
             .last_block_id
             .ok_or(ExecError::MissingLastCommit(h.height))?;
-        last_validators
-            .verify_commit(&state.chain_id, &last_block_id, h.height - 1, commit)
-            .map_err(ExecError::LastCommit)?;
+        if verify_last_commit {
+            last_validators
+                .verify_commit(&state.chain_id, &last_block_id, h.height - 1, commit)
+                .map_err(ExecError::LastCommit)?;
+        }
     }
 
     if state

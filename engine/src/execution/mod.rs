@@ -27,6 +27,7 @@ mod transition;
 
 pub use block::{
     block_time, evidence_byte_size, make_block, needs_proof_block, next_height, validate_block,
+    validate_block_with_verified_last_commit,
 };
 pub use genesis::{apply_init_chain, genesis_state, init_chain_request};
 pub use transition::{next_state, validator_updates};

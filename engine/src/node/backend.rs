@@ -167,7 +167,7 @@ impl rpc::Backend for NodeBackend {
                     earliest_block_time: base_meta
                         .as_ref()
                         .map_or(Time::GO_ZERO, |m| m.header.time),
-                    catching_up: false,
+                    catching_up: s.catching_up.load(std::sync::atomic::Ordering::Relaxed),
                 },
                 validator_info: rb::ValidatorInfo {
                     address: s.validator.0,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use abci::proto::{ExtendedCommitInfo, RequestPrepareProposal, RequestProcessProposal};
 use tokio::sync::{mpsc, watch};
 
-use super::{now, NodeError, Shared, TxEvent};
+use super::{now, NodeError, Shared};
 use crate::block_exec;
 use crate::consensus::{self, Consensus, Ed25519Verifier, Input, Output, Step};
 use crate::execution;
@@ -20,7 +20,7 @@ use crate::gossip::peer::step as wire_step;
 use crate::gossip::reactor::OurEvent;
 use crate::privval::FilePV;
 use crate::store::State;
-use crate::types::{sha256, Block, BlockId, ExtendedCommit, Height, Vote, VoteType};
+use crate::types::{Block, BlockId, ExtendedCommit, Height, Vote, VoteType};
 use crate::vote_ext::{self, VoteExtensionError};
 use crate::wal::{Durability, Wal, WalMessage};
 
@@ -740,36 +740,19 @@ impl Driver {
     ) -> Result<(), NodeError> {
         // The core decided exactly this block: the commit names its id.
         let id = commit.block_id;
-        let state = self.shared.state();
-        if state.consensus_params.vote_extensions_enabled(height) {
+        let (next, _) = if self.shared.vote_extensions_enabled(height) {
             // The decided round's precommits still sit in the core: keep
             // their extensions with the block, for the next proposer.
             let precommits = self.core.votes().round(round).map(|r| &r.precommits);
             let extended = vote_ext::extended_commit(commit, precommits);
             self.shared
-                .store
-                .save_block_with_extended_commit(block, &id, &extended)?;
+                .commit_block(block, &id, super::commit::CommitProof::Extended(&extended))
+                .await?
         } else {
-            self.shared.store.save_block(block, &id, commit)?;
-        }
-        let (next, resp) =
-            block_exec::apply_block(&self.shared.app(), &self.shared.store, &state, block, &id)
-                .await?;
-        self.shared.set_state(next.clone());
-        let committed: Vec<(Vec<u8>, u32)> = block
-            .txs
-            .iter()
-            .zip(&resp.tx_results)
-            .map(|(tx, r)| (tx.clone(), r.code))
-            .collect();
-        self.shared.with_mempool(|m| m.update(height, &committed));
-        for (tx, result) in block.txs.iter().zip(resp.tx_results) {
-            let _ = self.shared.events.send(TxEvent {
-                hash: sha256(tx),
-                height,
-                result,
-            });
-        }
+            self.shared
+                .commit_block(block, &id, super::commit::CommitProof::Plain(commit))
+                .await?
+        };
         wal.append(now(), &WalMessage::EndHeight(height), Durability::Sync)?;
         tracing::info!(height, round, txs = block.txs.len(), hash = ?id.hash, app_hash = %hex::encode_upper(&next.app_hash), "committed block");
         // Txs the new state invalidated leave the mempool in the background.

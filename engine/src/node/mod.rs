@@ -11,11 +11,17 @@
 //! The p2p switch starts after the handshake (our node info names the
 //! application's version); each reactor task gets the inbound queue of its
 //! channels: consensus gossip, the mempool, block sync and evidence.
+//!
+//! Before each driver starts, block sync catches up with the peers; a
+//! driver whose node falls behind again is stopped, and the node catches
+//! up and starts a fresh one.
 
 mod backend;
+mod commit;
 mod consensus_reactor;
 mod driver;
 mod mempool_reactor;
+mod sync;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -70,6 +76,9 @@ pub enum NodeError {
     /// The p2p layer's configuration or listener.
     #[error(transparent)]
     P2p(#[from] P2pError),
+    /// The block sync task is gone (it ends only if it panicked).
+    #[error("the block sync task stopped")]
+    SyncStopped,
     /// The RPC listener.
     #[error("rpc listen address {addr}: {reason}")]
     Rpc {
@@ -140,6 +149,8 @@ struct Shared {
     recheck_running: std::sync::atomic::AtomicBool,
     /// Another recheck is due once the running one ends.
     recheck_again: std::sync::atomic::AtomicBool,
+    /// Block sync is catching up (`/status` reports `catching_up`).
+    catching_up: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -439,6 +450,7 @@ pub async fn run(
         round_state,
         recheck_running: Default::default(),
         recheck_again: Default::default(),
+        catching_up: std::sync::atomic::AtomicBool::new(false),
     });
     let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
     let (peer_tx, peer_rx) = tokio::sync::mpsc::channel(consensus_reactor::TO_DRIVER_CAPACITY);
@@ -453,7 +465,7 @@ pub async fn run(
         peer_tx,
     ));
     tokio::spawn(mempool_reactor::run(shared.clone(), queues.mempool));
-    tokio::spawn(drain(queues.blocksync, "blocksync"));
+    let sync = sync::spawn(shared.clone(), queues.blocksync);
     tokio::spawn(drain(queues.evidence, "evidence"));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -493,22 +505,56 @@ pub async fn run(
     });
 
     let mut shutdown = Box::pin(shutdown);
-    let result = loop {
-        let driver = Driver::new(
-            shared.clone(),
-            pv,
-            config.consensus.timeouts(),
-            gossip_tx.clone(),
-        );
-        let failure = tokio::select! {
-            r = driver.run(&mut wal, &mut links, stop_rx.clone()) => match r {
-                Err(e) => match e.app_failure() {
-                    Some(app_error) => app_error.clone(),
-                    None => break Err(e),
-                },
-                Ok(()) => break Ok(()),
-            },
+    let result = 'node: loop {
+        let synced_from = shared.with_state(|s| s.last_block_height);
+        let caught_up = tokio::select! {
+            r = while_draining(sync.catch_up(), &mut links) => r,
             _ = &mut shutdown => break Ok(()),
+        };
+        let ready = match caught_up {
+            Ok(()) => sync::after_catch_up(&shared, &mut wal, synced_from).await,
+            Err(e) => Err(e),
+        };
+        let failure = match ready {
+            Err(e) => e,
+            Ok(()) => {
+                // The driver stops at its next wait for input when told to
+                // (never inside a decision), so what it wrote is whole.
+                let (halt_tx, halt_rx) = tokio::sync::watch::channel(false);
+                let driver = Driver::new(
+                    shared.clone(),
+                    pv,
+                    config.consensus.timeouts(),
+                    gossip_tx.clone(),
+                );
+                let run = driver.run(&mut wal, &mut links, halt_rx);
+                tokio::pin!(run);
+                let mut halted = false;
+                let outcome = loop {
+                    tokio::select! {
+                        r = &mut run => break r,
+                        () = sync.fallen_behind(), if !halted => {
+                            halted = true;
+                            let _ = halt_tx.send(true);
+                        }
+                        _ = &mut shutdown => break 'node Ok(()),
+                    }
+                };
+                match outcome {
+                    Ok(()) if halted => {
+                        // Fallen behind: catch up, then a fresh driver.
+                        // The signer's state on disk is where we were.
+                        pv = FilePV::load(shared.home.privval_paths())?;
+                        continue 'node;
+                    }
+                    Ok(()) => break Ok(()),
+                    Err(e) => e,
+                }
+            }
+        };
+        let failure = match failure.app_failure() {
+            Some(app_error) => app_error.clone(),
+            None => break Err(failure),
         };
         // The application died or misbehaved. Consensus stops here; the
         // store, the WAL and the signer's state are consistent (every write

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::types::{Address, Hash, Header, Time, Version, BLOCK_PROTOCOL};
 
-fn peer(n: u8) -> PeerId {
-    PeerId([n; 20])
+fn peer(n: u8) -> NodeId {
+    NodeId([n; 20])
 }
 
 /// A block standing for the chain's block at `h` (`good`) or a forgery.
@@ -58,7 +58,7 @@ fn secs(t0: Instant, s: u64) -> Instant {
     t0 + Duration::from_secs(s)
 }
 
-fn heights_for(reqs: &[(PeerId, Height)], p: PeerId) -> Vec<Height> {
+fn heights_for(reqs: &[(NodeId, Height)], p: NodeId) -> Vec<Height> {
     reqs.iter()
         .filter(|(q, _)| *q == p)
         .map(|(_, h)| *h)
@@ -490,7 +490,7 @@ enum Kind {
 
 #[derive(Clone, Debug)]
 struct SimPeer {
-    id: PeerId,
+    id: NodeId,
     kind: Kind,
     base: Height,
     height: Height,
@@ -505,7 +505,7 @@ enum Answer {
 
 #[derive(Clone, Debug)]
 struct Response {
-    peer: PeerId,
+    peer: NodeId,
     height: Height,
     answer: Answer,
 }
@@ -520,17 +520,17 @@ struct Sim {
     queue: Vec<Response>,
     delivered: Vec<Response>,
     /// Requests sent and not answered, by peers still in the pool.
-    outstanding: BTreeSet<(PeerId, Height)>,
+    outstanding: BTreeSet<(NodeId, Height)>,
     /// The model's view of the pool's peers and their ranges.
-    model_peers: BTreeMap<PeerId, (Height, Height)>,
+    model_peers: BTreeMap<NodeId, (Height, Height)>,
     /// Which peer's block the pool holds at each height, and whether good.
-    holders: BTreeMap<Height, (PeerId, bool)>,
-    banned: BTreeMap<PeerId, Instant>,
+    holders: BTreeMap<Height, (NodeId, bool)>,
+    banned: BTreeMap<NodeId, Instant>,
     /// Peers reported by `invalid`, and by `timeouts`.
-    blamed: BTreeSet<PeerId>,
-    timed_out: BTreeSet<PeerId>,
+    blamed: BTreeSet<NodeId>,
+    timed_out: BTreeSet<NodeId>,
     /// Heights asked again after a blame, by the peers asked.
-    reasked_after_blame: Vec<(PeerId, Height)>,
+    reasked_after_blame: Vec<(NodeId, Height)>,
     pending_reask: BTreeSet<Height>,
     rng: u64,
 }
@@ -564,7 +564,7 @@ impl Sim {
         self.rng as usize
     }
 
-    fn sim_peer(&self, id: PeerId) -> &SimPeer {
+    fn sim_peer(&self, id: NodeId) -> &SimPeer {
         self.peers
             .iter()
             .find(|p| p.id == id)
@@ -573,7 +573,7 @@ impl Sim {
 
     /// The peer leaves the pool, as the pool said (`faulty`) or as the
     /// network did; its connection closes, dropping what it had in flight.
-    fn forget(&mut self, id: PeerId, faulty: bool) {
+    fn forget(&mut self, id: NodeId, faulty: bool) {
         self.model_peers.remove(&id);
         self.outstanding.retain(|(p, _)| *p != id);
         if faulty {
@@ -595,7 +595,7 @@ impl Sim {
         }
     }
 
-    fn is_banned(&self, id: PeerId) -> bool {
+    fn is_banned(&self, id: NodeId) -> bool {
         self.banned
             .get(&id)
             .is_some_and(|at| self.now.saturating_duration_since(*at) < self.cfg.ban_duration)
@@ -781,7 +781,7 @@ impl Sim {
 
     fn check(&self) {
         self.pool.check_invariants();
-        let mut per_peer: BTreeMap<PeerId, usize> = BTreeMap::new();
+        let mut per_peer: BTreeMap<NodeId, usize> = BTreeMap::new();
         for (p, _) in &self.outstanding {
             *per_peer.entry(*p).or_insert(0) += 1;
         }
