@@ -225,7 +225,7 @@ fn seven_validators_commit_the_same_blocks() {
 }
 
 #[test]
-fn one_of_four_down_the_rest_go_on_and_two_down_stops_without_forking() {
+fn one_down_the_rest_go_on_two_down_stop_and_the_restarted_catch_up_and_vote() {
     let mut net = Net::start(4);
     net.wait_all(&all(4), 3, Duration::from_secs(120));
 
@@ -254,6 +254,66 @@ fn one_of_four_down_the_rest_go_on_and_two_down_stops_without_forking() {
     net.nodes[2].restart();
     net.wait_all(&[0, 1, 2], after + 3, Duration::from_secs(120));
     net.assert_agree(&[0, 1, 2], 1..=after + 3);
+
+    // The first one back, long behind: it catches up through block sync,
+    // then votes again (its signature is in later commits).
+    let address = validator_address(&net.nodes[3].home);
+    net.nodes[3].restart();
+    let top = net.nodes[0].height();
+    net.wait_all(&all(4), top, Duration::from_secs(120));
+    let log3 = net.nodes[3].log();
+    let synced = log3
+        .lines()
+        .filter(|l| l.contains("block sync: caught up, switching to consensus"))
+        .filter_map(|l| {
+            l.split(" synced=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        synced > 0,
+        "node3 caught up through block sync:\n{}",
+        tail(&log3)
+    );
+    let signed = |h: u64| {
+        net.nodes[0]
+            .get(&format!("/commit?height={h}"))
+            .and_then(|c| {
+                let sigs = c["signed_header"]["commit"]["signatures"]
+                    .as_array()?
+                    .clone();
+                Some(sigs.iter().any(|s| {
+                    s["validator_address"].as_str() == Some(address.as_str())
+                        && s["block_id_flag"] == 2
+                }))
+            })
+            .unwrap_or(false)
+    };
+    wait_until(
+        "node3 signs commits again",
+        Duration::from_secs(120),
+        || {
+            let h = net.nodes[0].height();
+            h > top && signed(h - 1)
+        },
+    );
+    net.assert_agree(
+        &all(4),
+        1..=net.nodes[3].height().min(net.nodes[0].height()),
+    );
+}
+
+/// The validator address in `home`'s priv_validator_key.json.
+fn validator_address(home: &Path) -> String {
+    let text = std::fs::read_to_string(home.join("config/priv_validator_key.json"))
+        .expect("priv_validator_key.json");
+    let key: Value = serde_json::from_str(&text).expect("JSON");
+    key["address"].as_str().expect("address").to_string()
 }
 
 #[test]
