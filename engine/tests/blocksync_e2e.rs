@@ -10,13 +10,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{
-    commit_tx, free_port, get, height, init_home, log, query, start_node, wait_for_height,
-    wait_until,
+    commit_tx, engine_says, free_port, get, height, init_home, log, query, start_node,
+    wait_for_height, wait_until,
 };
 use engine::blocksync::SyncMessage;
 use engine::p2p::node_info::NodeInfo;
@@ -28,21 +27,6 @@ use tokio::sync::mpsc;
 
 /// Vote extensions are enabled from this height of the validator's chain.
 const EXTENSIONS_FROM: u64 = 40;
-
-fn engine_stdout(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .env_remove("CMTHOME")
-        .output()
-        .expect("engine runs");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
 
 /// A one-validator chain: its own `engine init` home, 50 ms between
 /// blocks, vote extensions from [`EXTENSIONS_FROM`].
@@ -83,7 +67,7 @@ fn start_validator(home: &Path, rpc: u16, p2p: u16) -> common::Process {
 
 /// `ID@127.0.0.1:PORT` of the node at `home` listening on `p2p`.
 fn peer_address(home: &Path, p2p: u16) -> String {
-    format!("{}@127.0.0.1:{p2p}", engine_stdout(home, &["show-node-id"]))
+    format!("{}@127.0.0.1:{p2p}", engine_says(home, &["show-node-id"]))
 }
 
 fn block_hash(port: u16, h: u64) -> Option<String> {

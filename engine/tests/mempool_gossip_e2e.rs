@@ -8,11 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{free_port, get, init_home, log, query, start_node, wait_for_height};
+use common::{engine_says, free_port, get, init_home, log, query, start_node, wait_for_height};
 use engine::p2p::conn::{ChannelDescriptor, ConnConfig};
 use engine::p2p::node_info::NodeInfo;
 use engine::p2p::peer::{Inbound, PeerEvent, RemovalReason};
@@ -22,20 +21,6 @@ use engine::p2p::{NodeId, PeerAddr, MEMPOOL_CHANNEL};
 use engine::types::PrivateKey;
 use serde_json::Value;
 use tokio::sync::mpsc;
-
-fn show_node_id(home: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["show-node-id", "--home"])
-        .arg(home)
-        .env_remove("CMTHOME")
-        .output()
-        .expect("engine show-node-id runs");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
 
 fn b64(s: &str) -> String {
     use base64::Engine as _;
@@ -118,7 +103,10 @@ fn txs_submitted_to_a_full_node_are_gossiped_to_the_validator_and_committed() {
         home_b.join("config/genesis.json"),
     )
     .expect("A's genesis copied to B");
-    let (id_a, id_b) = (show_node_id(&home_a), show_node_id(&home_b));
+    let (id_a, id_b) = (
+        engine_says(&home_a, &["show-node-id"]),
+        engine_says(&home_b, &["show-node-id"]),
+    );
     let (rpc_a, rpc_b, p2p_a) = (free_port(), free_port(), free_port());
     let _a = start_node(
         &home_a,

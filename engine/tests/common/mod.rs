@@ -46,6 +46,19 @@ pub fn log(home: &Path) -> String {
     std::fs::read_to_string(log_path(home)).unwrap_or_default()
 }
 
+/// `engine VERB... --home HOME`'s trimmed stdout (e.g. `show-node-id`).
+pub fn engine_says(home: &Path, verb: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(verb)
+        .arg("--home")
+        .arg(home)
+        .env_remove("CMTHOME")
+        .output()
+        .expect("engine runs");
+    assert!(out.status.success(), "engine {verb:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// `engine start --home HOME --rpc.laddr tcp://127.0.0.1:PORT EXTRA...`;
 /// p2p listens on a port the OS picks unless EXTRA names `--p2p.laddr`.
 pub fn start_node(home: &Path, port: u16, extra: &[&str]) -> Process {
