@@ -45,12 +45,26 @@ struct Traffic {
     sent_bytes: u64,
     received: u64,
     received_bytes: u64,
+    /// Sent messages by kind: votes, HasVote, round steps (NewRoundStep,
+    /// NewValidBlock), data (proposals, POLs, parts), maj23 (VoteSetMaj23,
+    /// VoteSetBits).
+    sent_kinds: [u64; 5],
 }
 
 impl Traffic {
-    fn sent(&mut self, len: usize) {
+    fn sent(&mut self, m: &ConsensusMessage, len: usize) {
         self.sent += 1;
         self.sent_bytes += len as u64;
+        let kind = match m {
+            ConsensusMessage::Vote(_) => 0,
+            ConsensusMessage::HasVote { .. } => 1,
+            ConsensusMessage::NewRoundStep { .. } | ConsensusMessage::NewValidBlock { .. } => 2,
+            ConsensusMessage::Proposal(_)
+            | ConsensusMessage::ProposalPol { .. }
+            | ConsensusMessage::BlockPart { .. } => 3,
+            ConsensusMessage::VoteSetMaj23 { .. } | ConsensusMessage::VoteSetBits { .. } => 4,
+        };
+        self.sent_kinds[kind] += 1;
     }
 
     fn next_height(&mut self, height: crate::types::Height, peers: usize) {
@@ -62,6 +76,11 @@ impl Traffic {
                 sent_bytes = self.sent_bytes,
                 received = self.received,
                 received_bytes = self.received_bytes,
+                sent_votes = self.sent_kinds[0],
+                sent_has_vote = self.sent_kinds[1],
+                sent_steps = self.sent_kinds[2],
+                sent_data = self.sent_kinds[3],
+                sent_maj23 = self.sent_kinds[4],
                 "consensus gossip for the height"
             );
         }
@@ -128,7 +147,7 @@ fn send(switch: &SwitchHandle, peer: NodeId, m: &ConsensusMessage, traffic: &mut
     let len = bytes.len();
     let sent = switch.try_send(peer, channel_of(m), Bytes::from(bytes));
     if sent {
-        traffic.sent(len);
+        traffic.sent(m, len);
     }
     sent
 }

@@ -164,6 +164,18 @@ impl Driver {
         }
     }
 
+    /// Whether the core holds exactly this vote (counted, or in a
+    /// certificate) at its height.
+    fn holds(&self, v: &Vote) -> bool {
+        v.height == self.core.round_state().height
+            && self
+                .core
+                .votes()
+                .round(v.round)
+                .and_then(|rv| rv.of(v.vote_type).vote_for(v.validator_index, &v.block_id))
+                .is_some_and(|held| held == v)
+    }
+
     fn tell(&self, event: OurEvent) {
         // Gossip stops only with the node.
         let _ = self.gossip.send(event);
@@ -226,13 +238,7 @@ impl Driver {
             Input::Vote(v) => {
                 // Only a vote the core holds: an equivocator's refused vote
                 // would replace, in gossip's view, the one the core counts.
-                let held = self
-                    .core
-                    .votes()
-                    .round(v.round)
-                    .and_then(|rv| rv.of(v.vote_type).vote_for(v.validator_index, &v.block_id))
-                    .is_some_and(|held| held == v);
-                if held {
+                if self.holds(v) {
                     self.tell(OurEvent::Vote(v.clone()));
                 }
                 if let Some(certificate) = self.conflicts.on_counted(v, &self.core) {
@@ -396,6 +402,13 @@ impl Driver {
                             continue;
                         }
                     };
+                    // A vote the core already holds (gossip delivers many
+                    // twice) changes nothing: skip the gate and the WAL.
+                    if let Input::Vote(v) = &received {
+                        if self.holds(v) {
+                            continue;
+                        }
+                    }
                     match self.admit(received).await? {
                         Some(i) => i,
                         None => continue,

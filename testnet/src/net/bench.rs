@@ -49,6 +49,9 @@ pub struct HeightTraffic {
     pub received: u64,
     /// Their bytes.
     pub received_bytes: u64,
+    /// Sent by kind: votes, HasVote, round steps, data (proposals and
+    /// parts), maj23 (absent from older logs: zeros).
+    pub sent_kinds: [u64; 5],
 }
 
 /// The measurement.
@@ -75,6 +78,8 @@ pub struct Traffic {
     pub received: f64,
     /// Bytes received.
     pub received_bytes: f64,
+    /// Sent by kind, as [`HeightTraffic::sent_kinds`].
+    pub sent_kinds: [f64; 5],
 }
 
 impl BenchReport {
@@ -103,7 +108,7 @@ impl std::fmt::Display for BenchReport {
             self.elapsed.as_secs_f64(),
             self.heights_per_second()
         )?;
-        write!(
+        writeln!(
             f,
             "consensus gossip per node per height: sent {:.1} msgs ({:.0} B), received {:.1} msgs ({:.0} B); all-to-all votes alone: {} msgs",
             t.sent,
@@ -111,6 +116,12 @@ impl std::fmt::Display for BenchReport {
             t.received,
             t.received_bytes,
             self.all_to_all_votes()
+        )?;
+        let k = &t.sent_kinds;
+        write!(
+            f,
+            "sent by kind: votes {:.1}, HasVote {:.1}, round steps {:.1}, proposals and parts {:.1}, maj23 {:.1}",
+            k[0], k[1], k[2], k[3], k[4]
         )
     }
 }
@@ -124,12 +135,20 @@ pub fn parse_traffic(log: &str) -> Vec<HeightTraffic> {
                 let at = l.find(&format!(" {key}="))? + key.len() + 2;
                 l[at..].split(' ').next()?.parse().ok()
             };
+            let kinds = [
+                "sent_votes",
+                "sent_has_vote",
+                "sent_steps",
+                "sent_data",
+                "sent_maj23",
+            ];
             Some(HeightTraffic {
                 height: field("height")?,
                 sent: field("sent")?,
                 sent_bytes: field("sent_bytes")?,
                 received: field("received")?,
                 received_bytes: field("received_bytes")?,
+                sent_kinds: kinds.map(|k| field(k).unwrap_or(0)),
             })
         })
         .collect()
@@ -148,6 +167,9 @@ pub fn mean_traffic(per_node: &[Vec<HeightTraffic>], from: u64, to: u64) -> Traf
         sum.sent_bytes += t.sent_bytes as f64;
         sum.received += t.received as f64;
         sum.received_bytes += t.received_bytes as f64;
+        for (s, k) in sum.sent_kinds.iter_mut().zip(t.sent_kinds) {
+            *s += k as f64;
+        }
         count += 1;
     }
     let n = count.max(1) as f64;
@@ -156,6 +178,7 @@ pub fn mean_traffic(per_node: &[Vec<HeightTraffic>], from: u64, to: u64) -> Traf
         sent_bytes: sum.sent_bytes / n,
         received: sum.received / n,
         received_bytes: sum.received_bytes / n,
+        sent_kinds: sum.sent_kinds.map(|k| k / n),
     }
 }
 
@@ -267,7 +290,7 @@ mod tests {
         let log = "\
 2026-11-25T01:00:00Z  INFO engine::node::consensus_reactor: consensus gossip for the height height=4 peers=3 sent=20 sent_bytes=2000 received=30 received_bytes=3000
 2026-11-25T01:00:00Z  INFO engine::node::driver: committed block height=5
-2026-11-25T01:00:01Z  INFO engine::node::consensus_reactor: consensus gossip for the height height=5 peers=3 sent=40 sent_bytes=4000 received=50 received_bytes=5000
+2026-11-25T01:00:01Z  INFO engine::node::consensus_reactor: consensus gossip for the height height=5 peers=3 sent=40 sent_bytes=4000 received=50 received_bytes=5000 sent_votes=10 sent_has_vote=20 sent_steps=8 sent_data=2 sent_maj23=0
 ";
         let parsed = parse_traffic(log);
         assert_eq!(parsed.len(), 2);
@@ -278,7 +301,8 @@ mod tests {
                 sent: 40,
                 sent_bytes: 4000,
                 received: 50,
-                received_bytes: 5000
+                received_bytes: 5000,
+                sent_kinds: [10, 20, 8, 2, 0],
             }
         );
         let mean = mean_traffic(&[parsed.clone(), parsed], 3, 5);
