@@ -42,6 +42,12 @@ pub trait Ours {
     /// they are a commit (precommits with +2/3 for a block). Heights below
     /// ours are the commits we keep (the last commit, then the store).
     fn vote_bits(&self, height: Height, round: i32, kind: VoteType) -> Option<(BitArray, bool)>;
+    /// Which of those votes may be sent on to peers now (all by default;
+    /// a view may hold back votes it just received from others, which
+    /// their signer is likely sending everyone directly).
+    fn relayable(&self, height: Height, round: i32, kind: VoteType) -> Option<BitArray> {
+        self.vote_bits(height, round, kind).map(|(bits, _)| bits)
+    }
     /// The vote of validator `index` among them.
     fn vote(&self, height: Height, round: i32, kind: VoteType, index: u32) -> Option<Vote>;
     /// The round that committed `height` (below ours).
@@ -208,10 +214,11 @@ fn pick_vote(
     kind: VoteType,
     rng: &mut impl RngCore,
 ) -> Option<ConsensusMessage> {
-    let (have, is_commit) = ours.vote_bits(height, round, kind)?;
-    if have.count() == 0 {
+    let (all, is_commit) = ours.vote_bits(height, round, kind)?;
+    if all.count() == 0 {
         return None;
     }
+    let have = ours.relayable(height, round, kind)?;
     let n = ours.validator_count(height);
     if is_commit {
         peer.ensure_catchup_commit_round(height, round, n);

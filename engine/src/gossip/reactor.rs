@@ -115,6 +115,16 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
         }
     }
 
+    /// See [`OurView::set_relay_delay`].
+    pub fn set_relay_delay(&mut self, delay_ms: u64, own: Option<crate::types::Address>) {
+        self.view.set_relay_delay(delay_ms, own);
+    }
+
+    /// Advances the clock the relay delay is measured on (milliseconds).
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.view.set_clock(now_ms);
+    }
+
     /// Our view (for tests and metrics).
     pub fn view(&self) -> &OurView<S> {
         &self.view

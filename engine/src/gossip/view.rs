@@ -47,6 +47,14 @@ pub struct OurView<S> {
     votes: BTreeMap<(i32, u8), BTreeMap<u32, Vote>>,
     last_commit: Option<(i32, BTreeMap<u32, Vote>)>,
     store: S,
+    /// Milliseconds on the caller's clock (see [`OurView::set_clock`]).
+    clock: u64,
+    /// When each vote of this height signed by others arrived.
+    arrivals: BTreeMap<(i32, u8, u32), u64>,
+    /// Our validator address: our own votes are never held back.
+    own: Option<crate::types::Address>,
+    /// How long others' votes are held back before we relay them.
+    relay_delay: u64,
 }
 
 impl<S: Stored> OurView<S> {
@@ -62,7 +70,27 @@ impl<S: Stored> OurView<S> {
             votes: BTreeMap::new(),
             last_commit: None,
             store,
+            clock: 0,
+            arrivals: BTreeMap::new(),
+            own: None,
+            relay_delay: 0,
         }
+    }
+
+    /// Holds back votes signed by others for `delay_ms` after they arrive
+    /// before relaying them: their signer sends them to every peer itself,
+    /// so relaying at once mostly duplicates its message, while a peer that
+    /// still lacks one later gets it from us. `own` is our validator
+    /// address, whose votes go out at once. 0 (the default) holds nothing.
+    pub fn set_relay_delay(&mut self, delay_ms: u64, own: Option<crate::types::Address>) {
+        self.relay_delay = delay_ms;
+        self.own = own;
+    }
+
+    /// Advances the view's clock (milliseconds, any origin, never
+    /// decreasing) for the relay delay.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.clock = self.clock.max(now_ms);
     }
 
     /// The store behind the view.
@@ -85,6 +113,7 @@ impl<S: Stored> OurView<S> {
         self.proposals.clear();
         self.parts = None;
         self.votes.clear();
+        self.arrivals.clear();
         self.last_commit = last_commit.map(|(r, votes)| {
             (
                 r,
@@ -120,6 +149,15 @@ impl<S: Stored> OurView<S> {
     /// The core accepted a vote of this height.
     pub fn add_vote(&mut self, vote: Vote) {
         if vote.height == self.height {
+            if self.relay_delay > 0 && Some(vote.validator_address) != self.own {
+                self.arrivals
+                    .entry((
+                        vote.round as i32,
+                        kind_index(vote.vote_type),
+                        vote.validator_index,
+                    ))
+                    .or_insert(self.clock);
+            }
             self.votes
                 .entry((vote.round as i32, kind_index(vote.vote_type)))
                 .or_default()
@@ -225,6 +263,19 @@ impl<S: Stored> Ours for OurView<S> {
                     .set_of(height, round, kind)
                     .is_some_and(|v| matches!(self.quorum_value(v), Some(Some(_)))));
         Some((bits, is_commit))
+    }
+
+    fn relayable(&self, height: Height, round: i32, kind: VoteType) -> Option<BitArray> {
+        let (mut bits, _) = self.vote_bits(height, round, kind)?;
+        if height == self.height && self.relay_delay > 0 {
+            let k = kind_index(kind);
+            for ((r, kk, i), at) in self.arrivals.range((round, k, 0)..=(round, k, u32::MAX)) {
+                if (*r, *kk) == (round, k) && self.clock < at.saturating_add(self.relay_delay) {
+                    bits.set(*i as usize, false);
+                }
+            }
+        }
+        Some(bits)
     }
 
     fn vote(&self, height: Height, round: i32, kind: VoteType, index: u32) -> Option<Vote> {
@@ -379,6 +430,42 @@ mod tests {
         assert!(
             v.vote_bits(4, 0, VoteType::Precommit).is_none(),
             "not stored"
+        );
+    }
+
+    #[test]
+    fn others_votes_are_relayed_only_after_the_delay_ours_at_once() {
+        let mut view = OurView::new(OneCommit);
+        view.start_height(5, vec![1; 4], None);
+        let ours = Address([2; 20]);
+        view.set_relay_delay(10, Some(ours));
+        view.set_clock(100);
+        view.add_vote(vote(5, 0, VoteType::Prevote, 1, Some(id())));
+        view.add_vote(vote(5, 0, VoteType::Prevote, 2, Some(id())));
+        let relayable = |v: &OurView<OneCommit>| {
+            v.relayable(5, 0, VoteType::Prevote)
+                .map(|b| b.ones().collect::<Vec<_>>())
+        };
+        assert_eq!(relayable(&view), Some(vec![2]), "ours (index 2) at once");
+        assert_eq!(
+            view.vote_bits(5, 0, VoteType::Prevote)
+                .map(|(b, _)| b.count()),
+            Some(2),
+            "both are held and claimed"
+        );
+        view.set_clock(109);
+        assert_eq!(relayable(&view), Some(vec![2]));
+        view.set_clock(110);
+        assert_eq!(
+            relayable(&view),
+            Some(vec![1, 2]),
+            "the other's after 10 ms"
+        );
+        view.set_clock(50);
+        assert_eq!(
+            relayable(&view),
+            Some(vec![1, 2]),
+            "the clock never goes back"
         );
     }
 }

@@ -33,6 +33,10 @@ const TICK: Duration = Duration::from_millis(20);
 /// How often our +2/3 claims go out (CometBFT's `peerQueryMaj23SleepDuration`).
 const MAJ23_EVERY: Duration = Duration::from_secs(2);
 
+/// How long a vote received from a peer is held back before we relay it
+/// (its signer sends it to everyone itself; see `OurView::set_relay_delay`).
+const RELAY_DELAY_MS: u64 = 10;
+
 /// How many peer messages the driver may have waiting.
 pub(super) const TO_DRIVER_CAPACITY: usize = 1024;
 
@@ -102,6 +106,8 @@ pub(super) async fn run(
     let seed = u64::from_le_bytes(switch.id().0[..8].try_into().unwrap_or([0; 8]));
     let mut reactor: Reactor<NodeId, StoreView> =
         Reactor::new(StoreView::new(shared.store.clone()), seed);
+    reactor.set_relay_delay(RELAY_DELAY_MS, Some(shared.validator.0));
+    let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut maj23 = tokio::time::interval(MAJ23_EVERY);
@@ -138,6 +144,7 @@ pub(super) async fn run(
                 }
             }
         }
+        reactor.set_clock(start.elapsed().as_millis() as u64);
         plan_all(&mut reactor, &switch, &mut traffic);
     }
 }
