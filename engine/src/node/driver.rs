@@ -293,9 +293,7 @@ impl Driver {
         // Replay what this height already saw; its outputs were carried out
         // before the crash, so they are not repeated. Then restart the
         // round's timers.
-        let replay = wal
-            .replay_after(state.last_block_height)?
-            .unwrap_or_default();
+        let replay = replay_after(wal, state.last_block_height)?;
         let mut started = false;
         for m in &replay {
             if let WalMessage::Input(input) = &m.msg {
@@ -788,6 +786,21 @@ impl Driver {
     }
 }
 
+/// What the WAL recorded after our last block `last`. Without a marker for
+/// it (a fresh log, or a block the handshake or block sync applied), one is
+/// written now: otherwise what the next height records (our votes, our
+/// lock) would not be replayed after a restart, and the node would forget
+/// them.
+fn replay_after(wal: &mut Wal, last: Height) -> Result<Vec<crate::wal::TimedMessage>, NodeError> {
+    match wal.replay_after(last)? {
+        Some(replay) => Ok(replay),
+        None => {
+            wal.append(now(), &WalMessage::EndHeight(last), Durability::Sync)?;
+            Ok(Vec::new())
+        }
+    }
+}
+
 /// Whether the core refused an input as something no honest node sends or
 /// relays (honest nodes relay only what their core accepted): the peer
 /// that sent it is disconnected. Refusals that timing explains (another
@@ -834,4 +847,33 @@ fn vote_text(v: &Vote) -> String {
         short(&v.signature.0),
         v.timestamp.to_rfc3339()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::WalOptions;
+
+    #[test]
+    fn a_height_started_without_a_marker_is_replayed_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cs.wal");
+        let (mut wal, _) = Wal::open(&path, WalOptions::default(), now()).expect("open");
+        // Height 7 was applied by the handshake: the log never saw it end.
+        wal.append(now(), &WalMessage::EndHeight(5), Durability::Sync)
+            .expect("append");
+        assert!(replay_after(&mut wal, 6).expect("replay").is_empty());
+        // Height 7 starts and records something, then the node stops.
+        let input = Input::TxsAvailable { height: 7 };
+        wal.append(now(), &WalMessage::Input(input.clone()), Durability::Sync)
+            .expect("append");
+        drop(wal);
+        let (mut wal, _) = Wal::open(&path, WalOptions::default(), now()).expect("reopen");
+        let replay = replay_after(&mut wal, 6).expect("replay");
+        assert_eq!(replay.len(), 1, "what height 7 recorded comes back");
+        assert!(matches!(
+            &replay[0].msg,
+            WalMessage::Input(Input::TxsAvailable { height: 7 })
+        ));
+    }
 }
