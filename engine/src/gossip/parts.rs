@@ -77,6 +77,15 @@ impl PartAssembler {
         self.provisional.push_back(id);
     }
 
+    /// Stops collecting for `id` if it is only provisional (its sender
+    /// moved on to another proposal); a set the core wants stays.
+    pub fn drop_provisional(&mut self, id: &BlockId) {
+        if let Some(i) = self.provisional.iter().position(|p| p == id) {
+            self.provisional.remove(i);
+            self.sets.remove(id);
+        }
+    }
+
     /// Frees a slot if all are taken, by dropping the oldest provisional
     /// set; false if every slot holds a set the core wants.
     fn make_room(&mut self) -> bool {

@@ -101,6 +101,10 @@ pub struct Reactor<P, S> {
     assembler: PartAssembler,
     rng: ChaCha8Rng,
     last_commit_round: i32,
+    /// The block each peer's latest proposal named, while collected only
+    /// provisionally: one per peer, so one peer's junk proposals can evict
+    /// only its own.
+    provisional: BTreeMap<P, BlockId>,
 }
 
 impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
@@ -112,6 +116,7 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
             assembler: PartAssembler::default(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             last_commit_round: -1,
+            provisional: BTreeMap::new(),
         }
     }
 
@@ -149,6 +154,17 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
     /// A peer disconnected.
     pub fn remove_peer(&mut self, id: &P) {
         self.peers.remove(id);
+        if let Some(old) = self.provisional.remove(id) {
+            self.forget_provisional(old);
+        }
+    }
+
+    /// Stops collecting `id` provisionally unless another peer's latest
+    /// proposal still names it.
+    fn forget_provisional(&mut self, id: BlockId) {
+        if !self.provisional.values().any(|v| *v == id) {
+            self.assembler.drop_provisional(&id);
+        }
     }
 
     fn our_step(&self) -> ConsensusMessage {
@@ -177,6 +193,7 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
                 self.last_commit_round = last_commit.as_ref().map_or(-1, |(r, _)| *r);
                 self.view.start_height(height, powers, last_commit);
                 self.assembler.reset(height);
+                self.provisional.clear();
                 everyone(self, self.our_step())
             }
             OurEvent::Position { round, step } => {
@@ -277,8 +294,15 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
             ConsensusMessage::Proposal(p) => {
                 let pol = p.pol_round.map_or(-1, |r| r as i32);
                 state.set_has_proposal(p.height, p.round as i32, p.block_id.part_set_header, pol);
-                // Its parts follow it; collect them while the core checks it.
-                if p.height == self.view.position().0 {
+                // Its parts follow it; collect them while the core checks
+                // it, if it is for our round or the next (honest peers send
+                // a proposal for the round we are in).
+                let (height, round, _) = self.view.position();
+                let near = (round..=round.saturating_add(1)).contains(&(p.round as i32));
+                if p.height == height && near {
+                    if let Some(old) = self.provisional.insert(peer.clone(), p.block_id) {
+                        self.forget_provisional(old);
+                    }
                     self.assembler.want_provisionally(p.block_id);
                 }
                 to_core.push(ToCore::Proposal(p));
@@ -611,5 +635,65 @@ mod tests {
             out[0].1,
             ConsensusMessage::HasVote { index: 3, .. }
         ));
+    }
+
+    #[test]
+    fn one_peers_junk_proposals_cannot_evict_anothers_block() {
+        let blk = block();
+        let id = blk.block_id();
+        let mut r: R = Reactor::new(NoStore, 4);
+        r.on_our_event(OurEvent::HeightStarted {
+            height: 1,
+            powers: vec![1; 4],
+            last_commit: None,
+        });
+        r.on_our_event(OurEvent::Position {
+            round: 0,
+            step: step::PROPOSE,
+        });
+        for p in [1u8, 2] {
+            r.add_peer(p);
+        }
+        let proposal = |block_id| Proposal {
+            height: 1,
+            round: 0,
+            pol_round: None,
+            block_id,
+            timestamp: Time::GO_ZERO,
+            signature: Signature([0; 64]),
+        };
+        r.on_message(&1, ConsensusMessage::Proposal(proposal(id)))
+            .expect("ok");
+        for i in 0..20u8 {
+            let junk = BlockId {
+                hash: crate::types::Hash([i; 32]),
+                part_set_header: PartSetHeader {
+                    total: 1,
+                    hash: crate::types::Hash([i; 32]),
+                },
+            };
+            r.on_message(&2, ConsensusMessage::Proposal(proposal(junk)))
+                .expect("ok");
+        }
+        let parts = blk.part_set();
+        let mut got = None;
+        for i in 0..id.part_set_header.total {
+            let part = parts.get_part(i).expect("part").clone();
+            let (core, _) = r
+                .on_message(
+                    &1,
+                    ConsensusMessage::BlockPart {
+                        height: 1,
+                        round: 0,
+                        part,
+                    },
+                )
+                .expect("ok");
+            got = got.or(core.into_iter().find_map(|c| match c {
+                ToCore::Block(bid, _) => Some(bid),
+                _ => None,
+            }));
+        }
+        assert_eq!(got, Some(id), "the real block was assembled");
     }
 }

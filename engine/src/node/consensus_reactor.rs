@@ -37,6 +37,9 @@ const MAJ23_EVERY: Duration = Duration::from_secs(2);
 /// (its signer sends it to everyone itself; see `OurView::set_relay_delay`).
 const RELAY_DELAY_MS: u64 = 10;
 
+/// Peer messages handled between two plannings at most.
+const BATCH: usize = 64;
+
 /// How many peer messages the driver may have waiting.
 pub(super) const TO_DRIVER_CAPACITY: usize = 1024;
 
@@ -116,22 +119,28 @@ pub(super) async fn run(
     let mut traffic = Traffic::default();
     loop {
         tokio::select! {
-            got = inbound.recv() => {
-                let Some(got) = got else { return };
-                on_inbound(&mut reactor, &switch, got, &to_driver, &mut traffic).await;
-                // Take whatever else is already queued before planning once.
-                while let Ok(got) = inbound.try_recv() {
-                    on_inbound(&mut reactor, &switch, got, &to_driver, &mut traffic).await;
-                }
-            }
+            // Our own news first: our proposal and votes must not wait
+            // behind a backlog of peers' messages.
+            biased;
             event = events.recv(), if events_open => {
                 let Some(event) = event else {
                     events_open = false;
                     continue;
                 };
+                reactor.set_clock(start.elapsed().as_millis() as u64);
                 on_event(&mut reactor, &switch, event, &mut traffic);
                 while let Ok(event) = events.try_recv() {
                     on_event(&mut reactor, &switch, event, &mut traffic);
+                }
+            }
+            got = inbound.recv() => {
+                let Some(got) = got else { return };
+                on_inbound(&mut reactor, &switch, got, &to_driver, &mut traffic).await;
+                // Take a batch of what is already queued before planning
+                // once (bounded, so that our events get their turn).
+                for _ in 0..BATCH {
+                    let Ok(got) = inbound.try_recv() else { break };
+                    on_inbound(&mut reactor, &switch, got, &to_driver, &mut traffic).await;
                 }
             }
             _ = tick.tick() => {}

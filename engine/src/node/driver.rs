@@ -373,7 +373,7 @@ impl Driver {
                                 from = Some(peer);
                                 i
                             }
-                            None => return Ok(()),
+                            None => return Err(NodeError::TaskStopped("consensus reactor")),
                         },
                         Some(reply) = links.round_state.recv() => {
                             let _ = reply.send(self.consensus_state());
@@ -837,7 +837,10 @@ fn vote_text(v: &Vote) -> String {
         VoteType::Prevote => ("SIGNED_MSG_TYPE_PREVOTE", "Prevote"),
         VoteType::Precommit => ("SIGNED_MSG_TYPE_PRECOMMIT", "Precommit"),
     };
-    let block = v.block_id.map_or_else(String::new, |id| short(&id.hash.0));
+    // CometBFT prints the zero-padded fingerprint of an empty hash for nil.
+    let block = v
+        .block_id
+        .map_or_else(|| "0".repeat(12), |id| short(&id.hash.0));
     format!(
         "Vote{{{}:{} {}/{:02}/{kind}({name}) {block} {} @ {}}}",
         v.validator_index,

@@ -283,9 +283,14 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbound: mpsc::Receiver<Inbound
                     // which the budget holds.
                     let bytes: usize = txs.iter().map(Vec::len).sum();
                     let want = u32::try_from(bytes).unwrap_or(u32::MAX).min(budget_bytes);
-                    // The semaphore is never closed.
-                    let Ok(permit) = budget.clone().acquire_many_owned(want).await else {
-                        return;
+                    // When the backlog is full the txs are dropped rather
+                    // than waited for: waiting would stop this loop, and
+                    // with it every peer's connection behind a full queue
+                    // (consensus messages included). Tx gossip is best
+                    // effort; the sender keeps the txs.
+                    let Ok(permit) = budget.clone().try_acquire_many_owned(want) else {
+                        debug!(%peer, bytes, "mempool check backlog full; a peer's txs are dropped");
+                        continue;
                     };
                     // The worker lives as long as its sender.
                     let _ = tasks.received.send((txs, permit));

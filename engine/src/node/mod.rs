@@ -76,6 +76,10 @@ pub enum NodeError {
     /// The p2p layer's configuration or listener.
     #[error(transparent)]
     P2p(#[from] P2pError),
+    /// A task the node cannot run without ended (a bug: it panicked, or
+    /// the switch is gone); the node stops rather than run without it.
+    #[error("the {0} task stopped; the node cannot go on without it")]
+    TaskStopped(&'static str),
     /// The block sync task is gone (it ends only if it panicked).
     #[error("the block sync task stopped")]
     SyncStopped,
@@ -373,6 +377,31 @@ async fn start_switch(
     Ok((switch.start().await?, queues))
 }
 
+/// Runs `task` in the background; if it ever ends (returns or panics),
+/// `fatal` is told its name.
+fn essential(
+    name: &'static str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+    fatal: &tokio::sync::mpsc::Sender<&'static str>,
+) {
+    let handle = tokio::spawn(task);
+    let fatal = fatal.clone();
+    tokio::spawn(async move {
+        if let Err(e) = handle.await {
+            tracing::error!(task = name, error = %e, "a node task failed");
+        }
+        let _ = fatal.send(name).await;
+    });
+}
+
+/// The node's result when the shutdown future resolved with `stop`.
+fn stopped(stop: Option<&'static str>) -> Result<(), NodeError> {
+    match stop {
+        None => Ok(()),
+        Some(task) => Err(NodeError::TaskStopped(task)),
+    }
+}
+
 /// Drains a reactor queue whose messages nobody handles yet, so that the
 /// peers sending them are not held up.
 async fn drain(mut queue: tokio::sync::mpsc::Receiver<Inbound>, what: &'static str) {
@@ -458,15 +487,24 @@ pub async fn run(
         peers: peer_rx,
         round_state: round_state_rx,
     };
-    tokio::spawn(consensus_reactor::run(
-        shared.clone(),
-        queues.consensus,
-        gossip_rx,
-        peer_tx,
-    ));
-    tokio::spawn(mempool_reactor::run(shared.clone(), queues.mempool));
+    // Each reactor is essential: if one ends, the node stops with an error.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<&'static str>(4);
+    essential(
+        "consensus reactor",
+        consensus_reactor::run(shared.clone(), queues.consensus, gossip_rx, peer_tx),
+        &fatal_tx,
+    );
+    essential(
+        "mempool reactor",
+        mempool_reactor::run(shared.clone(), queues.mempool),
+        &fatal_tx,
+    );
+    essential(
+        "evidence reactor",
+        drain(queues.evidence, "evidence"),
+        &fatal_tx,
+    );
     let sync = sync::spawn(shared.clone(), queues.blocksync);
-    tokio::spawn(drain(queues.evidence, "evidence"));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let rpc_addr = config.rpc.laddr.trim_start_matches("tcp://").to_string();
@@ -504,12 +542,19 @@ pub async fn run(
         }
     });
 
-    let mut shutdown = Box::pin(shutdown);
+    // Resolves with None on a requested shutdown, with a task's name when
+    // an essential task ended.
+    let mut shutdown = Box::pin(async move {
+        tokio::select! {
+            () = shutdown => None,
+            Some(task) = fatal_rx.recv() => Some(task),
+        }
+    });
     let result = 'node: loop {
         let synced_from = shared.with_state(|s| s.last_block_height);
         let caught_up = tokio::select! {
             r = while_draining(sync.catch_up(), &mut links) => r,
-            _ = &mut shutdown => break Ok(()),
+            stop = &mut shutdown => break stopped(stop),
         };
         let ready = match caught_up {
             Ok(()) => sync::after_catch_up(&shared, &mut wal, synced_from).await,
@@ -537,7 +582,7 @@ pub async fn run(
                             halted = true;
                             let _ = halt_tx.send(true);
                         }
-                        _ = &mut shutdown => break 'node Ok(()),
+                        stop = &mut shutdown => break 'node stopped(stop),
                     }
                 };
                 match outcome {
@@ -563,7 +608,7 @@ pub async fn run(
         tracing::error!(error = %failure, "consensus stopped: the application failed; RPC keeps serving, reconnecting until it is back");
         let state = tokio::select! {
             s = while_draining(reconnect(&shared, &genesis), &mut links) => s,
-            _ = &mut shutdown => break Ok(()),
+            stop = &mut shutdown => break stopped(stop),
         };
         tracing::info!(height = state.last_block_height, app_hash = %hex::encode_upper(&state.app_hash), "the application is back; resuming consensus");
         shared.set_state(state);

@@ -186,14 +186,25 @@ fn missing_extended_commit(state: &State, has_extended_commit: impl FnOnce() -> 
 }
 
 /// Notices a lag that lasts: peers more than `margin` heights ahead of our
-/// last block at every observation for `sustain`.
+/// last block at every observation for `sustain`, while either our height
+/// makes no progress (consensus is stuck: only block sync can help), or at
+/// least two peers report us more than [`FAR_BEHIND`] heights behind (block
+/// sync is far faster than gossip's catch-up then). One peer claiming a
+/// height it does not have cannot take a validator whose consensus
+/// progresses out of consensus.
 #[derive(Clone, Debug)]
 pub(super) struct BehindDetector {
     margin: Height,
     sustain: Duration,
     /// The first observation of the current lag.
     since: Option<Instant>,
+    /// Our height at the last change seen during the lag, and when.
+    progress: Option<(Height, Instant)>,
 }
+
+/// Heights behind at which two peers' word is enough to go back to block
+/// sync even while our consensus progresses.
+pub(super) const FAR_BEHIND: Height = 100;
 
 impl BehindDetector {
     /// A detector with nothing observed yet.
@@ -202,25 +213,37 @@ impl BehindDetector {
             margin,
             sustain,
             since: None,
+            progress: None,
         }
     }
 
-    /// One observation: our last block and the highest height a peer
-    /// reports (none without peers). True once the lag has lasted
-    /// `sustain`; any observation without a lag starts over.
+    /// One observation: our last block, the highest height a peer reports
+    /// (none without peers), and how many peers report more than
+    /// [`FAR_BEHIND`] above ours. True once the lag has lasted `sustain`
+    /// and either our height stood still as long, or `far_peers >= 2`; any
+    /// observation without a lag starts over.
     pub(super) fn observe(
         &mut self,
         ours: Height,
         best_peer: Option<Height>,
+        far_peers: usize,
         now: Instant,
     ) -> bool {
         match best_peer {
             Some(peer) if peer > ours.saturating_add(self.margin) => {
                 let since = *self.since.get_or_insert(now);
-                now.saturating_duration_since(since) >= self.sustain
+                let stalled_since = match self.progress {
+                    Some((h, at)) if h == ours => at,
+                    _ => {
+                        self.progress = Some((ours, now));
+                        now
+                    }
+                };
+                let lasted = |t: Instant| now.saturating_duration_since(t) >= self.sustain;
+                lasted(since) && (lasted(stalled_since) || far_peers >= 2)
             }
             _ => {
-                self.since = None;
+                self.reset();
                 false
             }
         }
@@ -229,7 +252,17 @@ impl BehindDetector {
     /// Forgets the current lag.
     pub(super) fn reset(&mut self) {
         self.since = None;
+        self.progress = None;
     }
+}
+
+/// How many peers (holding our next block, as the pool counts them) report
+/// a height more than [`FAR_BEHIND`] above `ours`.
+fn far_peers<'a>(statuses: impl Iterator<Item = &'a Status>, ours: Height) -> usize {
+    statuses
+        .filter(|s| s.base() <= ours.saturating_add(1))
+        .filter(|s| s.height() > ours.saturating_add(FAR_BEHIND))
+        .count()
 }
 
 /// The highest height reported by a peer whose base is at most our next
@@ -518,7 +551,8 @@ impl Reactor {
         // block can help, so only they can make us fall behind (else a
         // catch-up would end at once, and the lag fire again).
         let best = best_peer_height(self.statuses.values(), ours);
-        if self.detector.observe(ours, best, now) {
+        let far = far_peers(self.statuses.values(), ours);
+        if self.detector.observe(ours, best, far, now) {
             tracing::info!(
                 height = ours,
                 peer_height = best,
@@ -596,8 +630,21 @@ impl Reactor {
                 }
             }
             SyncMessage::NoBlockResponse(height) => {
+                // A block inside the range the peer said it stores: it lied
+                // about its range (one way to keep a node syncing forever).
+                let claimed = self
+                    .statuses
+                    .get(&peer)
+                    .filter(|st| (st.base()..=st.height()).contains(&height))
+                    .map(|st| (st.base(), st.height()));
                 if let Mode::Syncing(s) = &mut self.mode {
                     s.pool.on_no_block(peer, height, now);
+                    if let Some((base, top)) = claimed {
+                        self.stop_peer(
+                            peer,
+                            format!("block sync: no block {height}, though it reported storing {base}..={top}"),
+                        );
+                    }
                 }
             }
         }

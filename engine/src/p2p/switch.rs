@@ -400,8 +400,8 @@ impl SwitchHandle {
 
     /// Disconnects `peer` for misbehaving; reactors get `Removed` with
     /// [`RemovalReason::Stopped`]. It is banned for a while (see
-    /// [`SwitchConfig::misbehaviour_ban`]); a persistent peer is dialled
-    /// again when its ban ends.
+    /// [`SwitchConfig::misbehaviour_ban`]) unless it is a persistent or
+    /// unconditional peer, which is dialled again as usual.
     pub fn stop_peer(&self, peer: NodeId, reason: impl Into<String>) -> Result<(), P2pError> {
         let p = self.peer(&peer)?;
         // A full slot means a stop is already on its way.
@@ -712,7 +712,10 @@ async fn run_peer(inner: Arc<Inner>, task: PeerTask) {
     handle.close();
     closer.close();
     info!(peer = %id, %reason, "peer removed");
-    if let RemovalReason::Stopped(why) = &reason {
+    // Peers the operator named (persistent, unconditional) are trusted
+    // enough never to be banned, as in CometBFT; the others are.
+    let trusted = info.persistent || inner.unconditional.contains(&id);
+    if let (RemovalReason::Stopped(why), false) = (&reason, trusted) {
         let now = Instant::now();
         let mut scores = inner.lock_scores();
         let ban = scores.strike(id, now);

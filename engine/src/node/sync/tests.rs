@@ -69,29 +69,45 @@ fn consensus_waits_for_the_last_extended_commit_where_extensions_are_on() {
 }
 
 #[test]
-fn a_lag_counts_only_when_it_lasts() {
+fn a_lag_counts_only_when_it_lasts_and_consensus_is_stuck_or_far_behind() {
     let t0 = Instant::now();
     let s = |secs: u64| t0 + Duration::from_secs(secs);
     let mut d = BehindDetector::new(2, Duration::from_secs(5));
     // Two ahead is what the caught-up rule allows: never a lag.
     for i in 0..10 {
-        assert!(!d.observe(10, Some(12), s(i)));
+        assert!(!d.observe(10, Some(12), 0, s(i)));
     }
     // No peers, no lag.
-    assert!(!d.observe(10, None, s(11)));
-    // Three ahead: a lag, reported once it has lasted 5 s.
-    assert!(!d.observe(10, Some(13), s(20)));
-    assert!(!d.observe(10, Some(14), s(24)));
-    assert!(d.observe(10, Some(15), s(25)));
+    assert!(!d.observe(10, None, 0, s(11)));
+    // Three ahead and stuck: a lag, reported once it has lasted 5 s.
+    assert!(!d.observe(10, Some(13), 0, s(20)));
+    assert!(!d.observe(10, Some(14), 0, s(24)));
+    assert!(d.observe(10, Some(15), 0, s(25)));
     // Catching up in between starts the count over.
     let mut d = BehindDetector::new(2, Duration::from_secs(5));
-    assert!(!d.observe(10, Some(20), s(0)));
-    assert!(!d.observe(18, Some(20), s(3)));
-    assert!(!d.observe(18, Some(30), s(6)));
-    assert!(!d.observe(18, Some(30), s(10)));
-    assert!(d.observe(18, Some(30), s(11)));
+    assert!(!d.observe(10, Some(20), 0, s(0)));
+    assert!(!d.observe(18, Some(20), 0, s(3)));
+    assert!(!d.observe(18, Some(30), 0, s(6)));
+    assert!(!d.observe(18, Some(30), 0, s(10)));
+    assert!(d.observe(18, Some(30), 0, s(11)));
     d.reset();
-    assert!(!d.observe(18, Some(30), s(12)));
+    assert!(!d.observe(18, Some(30), 0, s(12)));
+
+    // One peer claiming a huge height while our consensus progresses: no
+    // lag, however long it lasts.
+    let mut d = BehindDetector::new(2, Duration::from_secs(5));
+    for i in 0..60 {
+        assert!(!d.observe(100 + i, Some(1_000_000_000), 1, s(i)), "at {i}");
+    }
+    // It stops progressing: a lag after 5 s without progress.
+    assert!(!d.observe(160, Some(1_000_000_000), 1, s(62)));
+    assert!(!d.observe(160, Some(1_000_000_000), 1, s(66)));
+    assert!(d.observe(160, Some(1_000_000_000), 1, s(67)));
+    // Two peers far ahead: a lag even while we progress slowly.
+    let mut d = BehindDetector::new(2, Duration::from_secs(5));
+    assert!(!d.observe(10, Some(500), 2, s(0)));
+    assert!(!d.observe(11, Some(501), 2, s(3)));
+    assert!(d.observe(12, Some(502), 2, s(5)));
 }
 
 #[test]
