@@ -1,6 +1,8 @@
 //! The mempool as the real `engine` binary runs it against an app over a
 //! real socket: after each block, CheckTx (Recheck) runs again on what is
-//! left, and txs the app now refuses leave the mempool and the cache.
+//! left, and txs the app now refuses leave the mempool and the cache. The
+//! recheck runs beside consensus: a stuck one delays no block, and a tx
+//! waiting for its recheck is not proposed.
 
 mod common;
 
@@ -61,4 +63,45 @@ fn txs_the_app_refuses_on_recheck_leave_the_mempool_and_the_cache() {
         rechecks.load(Ordering::SeqCst) <= seen + 1,
         "a removed tx is not rechecked again"
     );
+}
+
+#[test]
+fn a_stuck_recheck_delays_no_block_and_its_tx_is_not_proposed_meanwhile() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let proposed = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let seen = proposed.clone();
+    let proxy = serve_in_thread(Arc::new(HookedKvStore {
+        recheck_gate: Some((b"slow".to_vec(), gate.clone())),
+        // Record the heights whose PrepareProposal was offered the tx, and
+        // keep it out of blocks so it stays in the mempool.
+        prepare_request: Some(Box::new(move |r| {
+            if r.txs.iter().any(|tx| tx.starts_with(b"slow")) {
+                seen.lock().expect("lock").push(r.height as u64);
+            }
+            r.txs.retain(|tx| !tx.starts_with(b"slow"));
+        })),
+        ..Default::default()
+    }));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("node");
+    init_home(&home, &[("timeout_commit", "\"100ms\"")]);
+    let port = free_port();
+    let _node = start_node(&home, port, &["--proxy_app", &proxy]);
+    wait_for_height(port, 1, &home);
+
+    let added = get(port, "/broadcast_tx_sync?tx=%22slow=1%22").expect("answers");
+    assert_eq!(added["result"]["code"], 0, "{added}");
+    let h = wait_for_height(port, 1, &home);
+    // The tx's recheck after the next block is stuck; blocks go on.
+    let later = wait_for_height(port, h + 5, &home);
+    let offered: Vec<u64> = proposed.lock().expect("lock").clone();
+    assert!(
+        offered.iter().all(|at| *at <= h + 1),
+        "offered only before its recheck started ({offered:?}, stuck since about {h})"
+    );
+    // Released, it passes its recheck and is offered again.
+    gate.add_permits(1_000);
+    wait_until("the rechecked tx is proposed again", &home, || {
+        proposed.lock().expect("lock").iter().any(|at| *at > later)
+    });
 }

@@ -75,6 +75,10 @@ pub struct MempoolTx {
     pub gas_wanted: i64,
     /// Height at which it was accepted.
     pub height: Height,
+    /// The last block whose state its latest passing CheckTx ran against
+    /// (admission or recheck). With `recheck` on, only transactions
+    /// checked against the current state are reaped.
+    pub checked_at: Height,
 }
 
 /// The peers a transaction came from, at most [`MAX_SENDERS_PER_TX`] (a
@@ -433,6 +437,7 @@ impl Mempool {
                     hash,
                     gas_wanted,
                     height: self.height,
+                    checked_at: self.height,
                 },
                 senders,
             },
@@ -446,7 +451,11 @@ impl Mempool {
     pub fn reap(&self, max_bytes: i64, max_gas: i64) -> Vec<Arc<Vec<u8>>> {
         let mut out = Vec::new();
         let (mut bytes, mut gas) = (0i64, 0i64);
-        for t in self.iter() {
+        // With recheck on, a transaction not yet rechecked against the
+        // last block's state waits (the recheck runs in the background so
+        // as not to delay the proposal; it may be invalid now).
+        let fresh = |t: &&MempoolTx| !self.config.recheck || t.checked_at >= self.height;
+        for t in self.iter().filter(fresh) {
             let size = i64::try_from(proto_size(&t.tx)).unwrap_or(i64::MAX);
             if max_bytes > -1 && bytes.saturating_add(size) > max_bytes {
                 break;
@@ -484,12 +493,21 @@ impl Mempool {
     }
 
     /// The transactions to re-run CheckTx on after a block (none when
-    /// `recheck` is off). Copies are cheap: the bytes are shared.
-    pub fn recheck_list(&self) -> Vec<MempoolTx> {
+    /// `recheck` is off), and the height whose state they are checked
+    /// against. Copies are cheap: the bytes are shared.
+    pub fn recheck_list(&self) -> (Height, Vec<MempoolTx>) {
         if self.config.recheck {
-            self.iter().cloned().collect()
+            (self.height, self.iter().cloned().collect())
         } else {
-            Vec::new()
+            (self.height, Vec::new())
+        }
+    }
+
+    /// A transaction passed its recheck against the state after `height`:
+    /// it may be reaped again (if the mempool is still at that height).
+    pub fn mark_rechecked(&mut self, hash: &Hash, height: Height) {
+        if let Some(e) = self.by_hash.get(hash).and_then(|s| self.txs.get_mut(s)) {
+            e.tx.checked_at = e.tx.checked_at.max(height);
         }
     }
 
@@ -616,7 +634,7 @@ mod tests {
             add(&mut m, tx, 0).expect("added");
         }
         m.update(1, &[(b"a".to_vec(), 0), (b"c".to_vec(), 3)]);
-        let rest = m.recheck_list();
+        let (_, rest) = m.recheck_list();
         assert_eq!(
             rest.iter().map(|t| t.tx.to_vec()).collect::<Vec<_>>(),
             vec![b"b".to_vec()]
@@ -900,5 +918,39 @@ mod tests {
                 prop_assert!(mine || got, "held and not mine, so delivered");
             }
         }
+    }
+
+    #[test]
+    fn with_recheck_on_only_txs_checked_against_the_current_state_are_reaped() {
+        let mut m = pool(|c| c.recheck = true);
+        for tx in [&b"a"[..], b"b"] {
+            add(&mut m, tx, 0).expect("added");
+        }
+        assert_eq!(m.reap(-1, -1).len(), 2);
+        m.update(1, &[]);
+        assert!(
+            m.reap(-1, -1).is_empty(),
+            "not rechecked against block 1 yet"
+        );
+        add(&mut m, b"c", 0).expect("added");
+        assert_eq!(
+            m.reap(-1, -1),
+            vec![Arc::new(b"c".to_vec())],
+            "checked at 1"
+        );
+        let (height, list) = m.recheck_list();
+        assert_eq!((height, list.len()), (1, 3));
+        m.mark_rechecked(&sha256(b"b"), height);
+        let reaped: Vec<Vec<u8>> = m.reap(-1, -1).iter().map(|t| t.to_vec()).collect();
+        assert_eq!(
+            reaped,
+            vec![b"b".to_vec(), b"c".to_vec()],
+            "FIFO among fresh ones"
+        );
+
+        let mut off = pool(|c| c.recheck = false);
+        add(&mut off, b"a", 0).expect("added");
+        off.update(1, &[]);
+        assert_eq!(off.reap(-1, -1).len(), 1, "without recheck nothing waits");
     }
 }

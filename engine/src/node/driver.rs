@@ -766,10 +766,9 @@ impl Driver {
         };
         wal.append(now(), &WalMessage::EndHeight(height), Durability::Sync)?;
         tracing::info!(height, round, txs = block.txs.len(), hash = ?id.hash, app_hash = %hex::encode_upper(&next.app_hash), "committed block");
-        // Txs the new state invalidated leave the mempool in the background.
+        // Txs the new state invalidated leave the mempool in the background;
+        // those left are reported available when the pass ends.
         self.shared.request_recheck();
-        // Transactions left are available for the next height.
-        self.shared.notify_txs_available();
         let tx = self.inputs.clone();
         let validators = next.validators.clone();
         let wait_for_txs = self.waits_for_txs(&next, height + 1)?;

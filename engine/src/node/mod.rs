@@ -217,8 +217,10 @@ impl Shared {
     /// mempool connection. A recheck that times out keeps its tx; a failed
     /// connection is the application's failure.
     async fn recheck_mempool(&self) -> Result<(), AppError> {
-        let txs = self.with_mempool(|m| m.recheck_list());
+        let (height, txs) = self.with_mempool(|m| m.recheck_list());
         if txs.is_empty() {
+            // Nothing waits for a recheck: what is left may be proposed.
+            self.notify_txs_available();
             return Ok(());
         }
         let app = self.app();
@@ -239,7 +241,7 @@ impl Shared {
             while let Some(done) = calls.join_next().await {
                 let Ok((hash, result)) = done else { continue };
                 match result {
-                    Ok(r) if r.code == 0 => {}
+                    Ok(r) if r.code == 0 => self.with_mempool(|m| m.mark_rechecked(&hash, height)),
                     Ok(_) => {
                         removed += 1;
                         self.with_mempool(|m| m.remove_invalid(&hash));
@@ -252,16 +254,20 @@ impl Shared {
             }
         }
         tracing::debug!(total, removed, "rechecked the mempool");
+        // What passed may be proposed now.
+        self.notify_txs_available();
         Ok(())
     }
 
     /// Rechecks the mempool in the background, off consensus's path: a
     /// large mempool must not delay the next height's proposal. Requests
     /// while a recheck runs coalesce into one more pass after it. Until a
-    /// pass ends, a proposal may carry a tx the new state makes invalid;
-    /// the application refuses it in FinalizeBlock, as it must anyway. A
-    /// failed application connection is noticed by the driver's health
-    /// check, so it is only logged here.
+    /// transaction passes its recheck it is not reaped (see
+    /// [`Mempool::reap`]), so a proposal made meanwhile carries only
+    /// transactions checked against the current state; those left are
+    /// reported available when the pass ends. A failed application
+    /// connection is noticed by the driver's health check, so it is only
+    /// logged here.
     fn request_recheck(self: &Arc<Self>) {
         use std::sync::atomic::Ordering::SeqCst;
         self.recheck_again.store(true, SeqCst);

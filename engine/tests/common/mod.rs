@@ -285,6 +285,9 @@ pub struct HookedKvStore {
     pub prepare_request: Option<Hook<abci::proto::RequestPrepareProposal>>,
     /// Edits each FinalizeBlock response.
     pub finalize_response: Option<Hook<abci::proto::ResponseFinalizeBlock>>,
+    /// A recheck of a tx starting with this prefix waits for a permit of
+    /// the semaphore (taken for good) before answering.
+    pub recheck_gate: Option<(Vec<u8>, std::sync::Arc<tokio::sync::Semaphore>)>,
 }
 
 impl abci::server::Application for HookedKvStore {
@@ -295,6 +298,13 @@ impl abci::server::Application for HookedKvStore {
         self.inner.query(r).await
     }
     async fn check_tx(&self, r: abci::proto::RequestCheckTx) -> abci::proto::ResponseCheckTx {
+        if let Some((prefix, gate)) = &self.recheck_gate {
+            if r.r#type == abci::proto::CheckTxType::Recheck as i32 && r.tx.starts_with(prefix) {
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
+            }
+        }
         let hook = self.check_tx.as_ref();
         let req = hook.map(|_| r.clone());
         let mut resp = self.inner.check_tx(r).await;
