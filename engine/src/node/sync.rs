@@ -149,17 +149,18 @@ enum NoSync {
     /// We are the only validator: nobody else can make blocks (CometBFT's
     /// node skips block sync then).
     OnlyValidator,
-    /// No persistent peer is configured: nothing to sync from.
-    NoPersistentPeers,
+    /// No persistent peer is configured and no peer has told us its
+    /// status: nothing to sync from (a peer that connects later counts).
+    NoPeers,
 }
 
 /// Whether block sync can help this node at all, and if not why.
-fn sync_skipped(state: &State, own: &Address, has_persistent_peers: bool) -> Option<NoSync> {
+fn sync_skipped(state: &State, own: &Address, may_have_peers: bool) -> Option<NoSync> {
     let vals = &state.validators;
     if vals.len() == 1 && vals.get_by_index(0).is_some_and(|v| v.address == *own) {
         Some(NoSync::OnlyValidator)
-    } else if !has_persistent_peers {
-        Some(NoSync::NoPersistentPeers)
+    } else if !may_have_peers {
+        Some(NoSync::NoPeers)
     } else {
         None
     }
@@ -437,11 +438,18 @@ impl Reactor {
             .stop_peer(peer, format!("block sync: {reason}"));
     }
 
+    /// Whether there is anyone to sync from: configured persistent peers
+    /// (that we wait for), or any peer, inbound ones included, that told us
+    /// its status.
+    fn may_have_peers(&self) -> bool {
+        self.has_persistent_peers || !self.statuses.is_empty()
+    }
+
     fn start_catch_up(&mut self, waiter: oneshot::Sender<Result<(), NodeError>>) {
         self.behind.send_replace(false);
         self.detector.reset();
         let state = self.shared.state();
-        if let Some(why) = sync_skipped(&state, &self.own, self.has_persistent_peers) {
+        if let Some(why) = sync_skipped(&state, &self.own, self.may_have_peers()) {
             tracing::info!(
                 ?why,
                 height = state.last_block_height,
@@ -536,10 +544,11 @@ impl Reactor {
         if *self.behind.borrow() {
             return;
         }
+        let may_have_peers = self.may_have_peers();
         let (ours, useful) = self.shared.with_state(|s| {
             (
                 s.last_block_height,
-                sync_skipped(s, &self.own, self.has_persistent_peers).is_none()
+                sync_skipped(s, &self.own, may_have_peers).is_none()
                     && !local_node_blocks_the_chain(s, &self.own),
             )
         });

@@ -34,16 +34,10 @@ fn sync_is_skipped_only_when_it_cannot_help() {
     );
     // A full node of a one-validator chain syncs from it.
     assert_eq!(sync_skipped(&alone, &addr(9), true), None);
-    assert_eq!(
-        sync_skipped(&alone, &addr(9), false),
-        Some(NoSync::NoPersistentPeers)
-    );
+    assert_eq!(sync_skipped(&alone, &addr(9), false), Some(NoSync::NoPeers));
     let four = state_with(&[(1, 1), (2, 1), (3, 1), (4, 1)]);
     assert_eq!(sync_skipped(&four, &addr(1), true), None);
-    assert_eq!(
-        sync_skipped(&four, &addr(1), false),
-        Some(NoSync::NoPersistentPeers)
-    );
+    assert_eq!(sync_skipped(&four, &addr(1), false), Some(NoSync::NoPeers));
 }
 
 #[test]
