@@ -209,15 +209,19 @@ pub(crate) fn encode_tx(tx: &[u8]) -> Bytes {
     .into()
 }
 
-/// A peer's decoded message and its share of the backlog budget, returned
-/// when its transactions have been checked.
-type Backlogged = (Vec<Vec<u8>>, OwnedSemaphorePermit);
+/// A peer's decoded message and its share of the backlog budget (the
+/// node's and the peer's own), returned when its transactions have been
+/// checked.
+type Backlogged = (Vec<Vec<u8>>, OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 /// The tasks serving one connected peer. Dropping it stops gossip to the
 /// peer; transactions it already sent are still checked.
 struct PeerTasks {
     /// To the peer's CheckTx worker; bounded by the backlog budget.
     received: mpsc::UnboundedSender<Backlogged>,
+    /// This peer's share of the backlog: a quarter of the node's (at least
+    /// one largest message), so one peer cannot crowd out the others.
+    share: Arc<Semaphore>,
     broadcast: Option<JoinHandle<()>>,
 }
 
@@ -248,6 +252,12 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbound: mpsc::Receiver<Inbound
     // A u32 after the clamp, and below the semaphore's maximum.
     let budget_bytes = u32::try_from(budget_bytes).unwrap_or(u32::MAX);
     let budget = Arc::new(Semaphore::new(budget_bytes as usize));
+    let largest = limits.max_tx_bytes.max(limits.max_batch_bytes);
+    let share_bytes = u64::from(budget_bytes / 4)
+        .max(largest)
+        .min(u64::from(budget_bytes));
+    // At most `budget_bytes`, a u32.
+    let share_bytes = u32::try_from(share_bytes).unwrap_or(budget_bytes);
     let mut peers: HashMap<NodeId, PeerTasks> = HashMap::new();
     while let Some(event) = inbound.recv().await {
         match event {
@@ -261,6 +271,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbound: mpsc::Receiver<Inbound
                     id,
                     PeerTasks {
                         received,
+                        share: Arc::new(Semaphore::new(share_bytes as usize)),
                         broadcast,
                     },
                 );
@@ -282,18 +293,24 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbound: mpsc::Receiver<Inbound
                     // decode_txs bounds the total by the largest message,
                     // which the budget holds.
                     let bytes: usize = txs.iter().map(Vec::len).sum();
-                    let want = u32::try_from(bytes).unwrap_or(u32::MAX).min(budget_bytes);
-                    // When the backlog is full the txs are dropped rather
-                    // than waited for: waiting would stop this loop, and
-                    // with it every peer's connection behind a full queue
-                    // (consensus messages included). Tx gossip is best
-                    // effort; the sender keeps the txs.
-                    let Ok(permit) = budget.clone().try_acquire_many_owned(want) else {
+                    let want = u32::try_from(bytes).unwrap_or(u32::MAX).min(share_bytes);
+                    // When the backlog (the peer's share, or the node's) is
+                    // full the txs are dropped rather than waited for:
+                    // waiting would stop this loop, and with it every
+                    // peer's connection behind a full queue (consensus
+                    // messages included). Tx gossip is best effort; the
+                    // sender keeps the txs.
+                    let permits = tasks
+                        .share
+                        .clone()
+                        .try_acquire_many_owned(want)
+                        .and_then(|mine| Ok((mine, budget.clone().try_acquire_many_owned(want)?)));
+                    let Ok((mine, ours)) = permits else {
                         debug!(%peer, bytes, "mempool check backlog full; a peer's txs are dropped");
                         continue;
                     };
                     // The worker lives as long as its sender.
-                    let _ = tasks.received.send((txs, permit));
+                    let _ = tasks.received.send((txs, mine, ours));
                 }
             },
         }
@@ -308,7 +325,7 @@ async fn check_peer_txs(
     mut backlog: mpsc::UnboundedReceiver<Backlogged>,
     checks: Arc<Semaphore>,
 ) {
-    while let Some((txs, _budget)) = backlog.recv().await {
+    while let Some((txs, _share, _budget)) = backlog.recv().await {
         for tx in txs {
             // The semaphore is never closed.
             let Ok(_permit) = checks.acquire().await else {
