@@ -40,6 +40,7 @@
 mod byzantine;
 pub mod checks;
 pub mod config;
+mod gossip;
 pub mod message;
 mod node;
 pub mod report;
