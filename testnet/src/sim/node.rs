@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use engine::consensus::{Config, Consensus, Input, InputError, Output, RoundState, Step};
+use engine::consensus::{Config, ConflictPool, Consensus, Input, InputError, Output, RoundState, Step};
 use engine::types::{
     Block, BlockId, Commit, CommitSig, Height, PrivateKey, Proposal, Round, Signature, Time, Vote,
     VoteType,
@@ -116,6 +116,11 @@ pub(crate) struct Node {
     gossip: Option<Gossip>,
     /// Gossip mode: the reactor's seed.
     gossip_seed: u64,
+    /// Gossip mode: equivocators' refused votes, which may complete a
+    /// quorum our peers counted (the real driver's certificates; without
+    /// them a node that saw an equivocator's other vote first may never
+    /// count a commit its peers send vote by vote).
+    conflicts: ConflictPool,
 }
 
 impl Node {
@@ -149,6 +154,7 @@ impl Node {
             gossip_store: None,
             gossip: None,
             gossip_seed: 0,
+            conflicts: ConflictPool::default(),
         }
     }
 
@@ -314,6 +320,9 @@ impl Node {
                 g.set_clock(ctx.net.now);
                 g.tell_accepted(&self.core, &input, &mut out);
                 self.send_out(ctx, out);
+                if let Input::Vote(v) = &input {
+                    queue.extend(self.conflicts.on_counted(v, &self.core));
+                }
             }
             for output in outputs {
                 self.carry_out(ctx, output, &mut queue, false);
@@ -612,6 +621,9 @@ impl Node {
                 if self.honest() {
                     ctx.rec.equivocation(idx, &first, &second);
                 }
+                if self.gossip.is_some() && !replay {
+                    queue.extend(self.conflicts.add((*second).clone(), &self.core));
+                }
             }
         }
     }
@@ -663,6 +675,7 @@ impl Node {
         self.peer_seen.iter_mut().for_each(|p| *p = None);
         self.pending_proposals.clear();
         self.gossip = None;
+        self.conflicts = ConflictPool::default();
         ctx.rec
             .trace_line(ctx.net.now, format!("n{} CRASHES", self.idx));
     }
