@@ -160,7 +160,9 @@ impl Gossip {
     }
 
     fn allowed(&self, out: Outgoing) -> Outgoing {
-        out.into_iter().filter(|(_, m)| self.voice.allows(m)).collect()
+        out.into_iter()
+            .filter(|(_, m)| self.voice.allows(m))
+            .collect()
     }
 
     /// A connection to `peer` came up: our position goes to it.
@@ -346,12 +348,7 @@ impl Gossip {
         let peers: Vec<usize> = self.reactor.peers().copied().collect();
         peers
             .into_iter()
-            .flat_map(|p| {
-                self.reactor
-                    .maj23_for(&p)
-                    .into_iter()
-                    .map(move |m| (p, m))
-            })
+            .flat_map(|p| self.reactor.maj23_for(&p).into_iter().map(move |m| (p, m)))
             .collect()
     }
 }

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use engine::consensus::{Config, ConflictPool, Consensus, Input, InputError, Output, RoundState, Step};
+use engine::consensus::{
+    Config, ConflictPool, Consensus, Input, InputError, Output, RoundState, Step,
+};
 use engine::types::{
     Block, BlockId, Commit, CommitSig, Height, PrivateKey, Proposal, Round, Signature, Time, Vote,
     VoteType,

@@ -235,9 +235,12 @@ impl Net {
         let gst = self.cfg.gst_ms;
         let delta = self.cfg.delta_ms.max(1);
         let at = if now < gst {
-            if self.rng.gen_bool((self.cfg.loss / LOSS_PER_BREAK).clamp(0.0, 1.0)) {
-                let back = (now + self.rng.gen_range(1..=self.cfg.pre_gst_max_delay_ms.max(1)))
-                    .min(gst);
+            if self
+                .rng
+                .gen_bool((self.cfg.loss / LOSS_PER_BREAK).clamp(0.0, 1.0))
+            {
+                let back =
+                    (now + self.rng.gen_range(1..=self.cfg.pre_gst_max_delay_ms.max(1))).min(gst);
                 self.break_link(from, to, Some(back.max(now + 1)));
                 return "lost: connection broken".to_string();
             }
