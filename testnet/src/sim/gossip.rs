@@ -406,7 +406,6 @@ mod tests {
     use rand::SeedableRng;
 
     use super::super::world::World;
-    use super::*;
 
     #[test]
     fn a_simulated_block_is_rebuilt_from_its_parts() {

@@ -396,7 +396,7 @@ impl Sim {
     /// Gossip mode: brings the link a - b up (after its break `conn`, or
     /// any break) if both ends are up; each end then adds the other.
     fn reconnect(&mut self, a: usize, b: usize, conn: Option<u64>) {
-        if !(self.nodes[a].up && self.nodes[b].up) || !self.net.reconnect(a, b, conn) {
+        if !(self.nodes[a].up && self.nodes[b].up && self.net.reconnect(a, b, conn)) {
             return;
         }
         let now = self.net.now;
