@@ -195,6 +195,11 @@ struct SimArgs {
     /// create_empty_blocks_interval in simulated milliseconds (0: none).
     #[arg(long, default_value_t = 0)]
     empty_blocks_interval: u64,
+    /// Gossip mode: messages travel through each node's consensus reactor
+    /// (proposal, parts, votes, HasVote, VoteSetMaj23/Bits) over connections
+    /// that break and reconnect before GST, instead of direct broadcast.
+    #[arg(long)]
+    gossip: bool,
     /// Run CI's scenario matrix instead of one configuration.
     #[arg(long)]
     matrix: bool,
@@ -239,7 +244,8 @@ impl SimArgs {
             .strategies(&self.strategy)
             .heights(self.heights)
             .network(network)
-            .empty_blocks_interval(self.empty_blocks_interval);
+            .empty_blocks_interval(self.empty_blocks_interval)
+            .gossip(self.gossip);
         if self.wait_for_txs {
             cfg = cfg.wait_for_txs(WaitForTxs {
                 txs_within_ms: self.txs_within,
@@ -279,6 +285,9 @@ fn reproduce_command(cfg: &SimConfig, seed: u64) -> String {
             c.push_str(&format!(" --crashes {}", n.crashes));
         }
     }
+    if cfg.gossip {
+        c.push_str(" --gossip");
+    }
     if let Some(w) = cfg.wait_for_txs {
         c.push_str(" --wait-for-txs");
         if let Some(ms) = w.txs_within_ms {
@@ -312,6 +321,9 @@ fn print_summary(s: &Summary, json: bool) {
 }
 
 fn run_sim(args: &SimArgs) -> Result<bool, String> {
+    if args.gossip && !args.json {
+        println!("mode: gossip (messages through each node's consensus reactor)");
+    }
     if let Some(seed) = args.seed {
         let mut cfg = args.config()?;
         cfg.trace = args.trace;

@@ -243,6 +243,10 @@ pub struct SimConfig {
     pub wait_for_txs: Option<WaitForTxs>,
     /// Passed to the core's `Config::future_rounds_per_validator`.
     pub future_rounds_per_validator: usize,
+    /// Gossip mode: messages travel through each node's consensus reactor
+    /// over FIFO connections that break and reconnect before GST, instead
+    /// of being broadcast directly (see `sim::gossip`).
+    pub gossip: bool,
     /// Record a message trace in the report.
     pub trace: bool,
     /// The deliberate bug the honest validators run with.
@@ -265,6 +269,7 @@ impl SimConfig {
             timeouts: Timeouts::default(),
             wait_for_txs: None,
             future_rounds_per_validator: 2,
+            gossip: false,
             trace: false,
             #[cfg(feature = "mutants")]
             mutant: None,
@@ -292,6 +297,12 @@ impl SimConfig {
     /// Sets the network conditions.
     pub fn network(mut self, network: NetworkConfig) -> Self {
         self.network = network;
+        self
+    }
+
+    /// Routes messages through the nodes' gossip reactors.
+    pub fn gossip(mut self, on: bool) -> Self {
+        self.gossip = on;
         self
     }
 
@@ -328,6 +339,9 @@ impl SimConfig {
             self.network.partition,
             self.network.crashes
         );
+        if self.gossip {
+            s.push_str(" mode=gossip");
+        }
         if let Some(w) = self.wait_for_txs {
             let within = w
                 .txs_within_ms

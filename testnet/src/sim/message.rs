@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use engine::gossip::message::ConsensusMessage;
 use engine::types::{Address, Block, BlockId, Height, Proposal, Round, Vote, VoteType};
 
 /// A message between simulated nodes.
@@ -32,6 +33,8 @@ pub enum Msg {
         /// The decided block.
         block: Arc<Block>,
     },
+    /// Gossip mode: a message of the consensus reactor.
+    Consensus(ConsensusMessage),
 }
 
 /// Identifies a message for gossip de-duplication.
@@ -146,6 +149,7 @@ impl Msg {
                 short_id(&Some(*block_id)),
                 votes.len()
             ),
+            Msg::Consensus(m) => super::gossip::summary(m, name),
         }
     }
 }

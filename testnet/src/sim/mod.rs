@@ -13,6 +13,8 @@
 //! - `node`: an honest node's driver (double-sign guard, WAL, replay,
 //!   simulated application, gossip);
 //! - `byzantine`: the Byzantine strategies;
+//! - `gossip`: gossip mode (`--gossip`), where every message between nodes
+//!   is planned by the node's real consensus reactor;
 //! - [`checks`]: the properties (agreement, validity, termination, evidence);
 //! - `runner`: set-up and the event loop ([`run`]);
 //! - [`report`]: run reports and per-configuration summaries ([`run_seeds`]);
@@ -24,7 +26,17 @@
 //! testnet sim --validators 7 --byzantine 2 --seeds 200 --partition --crashes 2
 //! testnet sim --matrix                      # CI's scenario matrix
 //! testnet sim ... --seed 17 --trace         # reproduce one seed with its trace
+//! testnet sim --gossip --byzantine 1 --partition --crashes 1
 //! ```
+//!
+//! In gossip mode the network is a full mesh of TCP-like connections: FIFO
+//! per direction, with no per-message loss or duplication (the reactors
+//! re-send only what a peer's state says it lacks, as over TCP); before
+//! GST a message may instead break its connection, losing everything in
+//! flight, and the connection comes back after a random delay (by GST),
+//! both reactors re-adding the peer; a partition breaks the connections
+//! across it until it heals; a crash breaks all of a node's connections
+//! until it restarts with a fresh reactor.
 //!
 //! Each honest node is the core plus a driver that signs through a
 //! double-sign guard, logs every input to a WAL before handling it, answers
@@ -40,6 +52,7 @@
 mod byzantine;
 pub mod checks;
 pub mod config;
+mod gossip;
 pub mod message;
 mod node;
 pub mod report;

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use engine::consensus::{Config, Consensus, Input, InputError, Output, RoundState, Step};
+use engine::consensus::{
+    Config, ConflictPool, Consensus, Input, InputError, Output, RoundState, Step,
+};
 use engine::types::{
     Block, BlockId, Commit, CommitSig, Height, PrivateKey, Proposal, Round, Signature, Time, Vote,
     VoteType,
@@ -16,6 +18,7 @@ use engine::types::{
 use super::byzantine;
 use super::checks::Property;
 use super::config::Strategy;
+use super::gossip::{Gossip, Outgoing, SimStore, Voice};
 use super::message::{certificate_summary, proposal_summary, short_id, vote_summary, Msg, MsgKey};
 use super::world::{time_of, Ctx, Event, World};
 
@@ -109,6 +112,17 @@ pub(crate) struct Node {
     pub attacked: BTreeSet<(Height, Round, u8)>,
     /// Set when the core panicked; the node stops.
     pub panicked: bool,
+    /// Gossip mode: the committed blocks the reactor serves (persisted).
+    gossip_store: Option<SimStore>,
+    /// Gossip mode: the reactor (volatile: rebuilt at a restart).
+    gossip: Option<Gossip>,
+    /// Gossip mode: the reactor's seed.
+    gossip_seed: u64,
+    /// Gossip mode: equivocators' refused votes, which may complete a
+    /// quorum our peers counted (the real driver's certificates; without
+    /// them a node that saw an equivocator's other vote first may never
+    /// count a commit its peers send vote by vote).
+    conflicts: ConflictPool,
 }
 
 impl Node {
@@ -139,6 +153,74 @@ impl Node {
             latest_proposal: None,
             attacked: BTreeSet::new(),
             panicked: false,
+            gossip_store: None,
+            gossip: None,
+            gossip_seed: 0,
+            conflicts: ConflictPool::default(),
+        }
+    }
+
+    /// Gossip mode: gives the node a reactor (seeded with `seed`) and a
+    /// store of committed blocks for it.
+    pub fn enable_gossip(&mut self, seed: u64, world: &World) {
+        self.gossip_store = Some(SimStore::default());
+        self.gossip_seed = seed;
+        self.gossip = Some(self.new_gossip(world));
+    }
+
+    fn new_gossip(&self, world: &World) -> Gossip {
+        let voice = match self.strategy {
+            None => Voice::All,
+            Some(Strategy::Silent) => Voice::Mute,
+            Some(_) => Voice::PositionOnly,
+        };
+        let store = self.gossip_store.clone().unwrap_or_default();
+        let seed = self.gossip_seed.wrapping_add(self.epoch);
+        Gossip::new(store, seed, world.addresses[self.idx], voice)
+    }
+
+    fn send_out(&self, ctx: &mut Ctx, out: Outgoing) {
+        for (to, m) in out {
+            ctx.send(self.idx, to, Msg::Consensus(m));
+        }
+    }
+
+    /// Gossip mode: plans for every peer and sends what it planned.
+    pub fn gossip_plan(&mut self, ctx: &mut Ctx) {
+        if !self.up {
+            return;
+        }
+        let Some(g) = &mut self.gossip else { return };
+        g.set_clock(ctx.net.now);
+        let out = g.plan();
+        self.send_out(ctx, out);
+    }
+
+    /// Gossip mode: sends our +2/3 claims to every peer.
+    pub fn gossip_maj23(&mut self, ctx: &mut Ctx) {
+        if !self.up {
+            return;
+        }
+        let Some(g) = &mut self.gossip else { return };
+        let out = g.maj23();
+        self.send_out(ctx, out);
+    }
+
+    /// Gossip mode: the connection to `peer` came up.
+    pub fn gossip_connect(&mut self, ctx: &mut Ctx, peer: usize) {
+        if !self.up {
+            return;
+        }
+        let Some(g) = &mut self.gossip else { return };
+        let out = g.connect(peer);
+        self.send_out(ctx, out);
+        self.gossip_plan(ctx);
+    }
+
+    /// Gossip mode: the connection to `peer` broke.
+    pub fn gossip_disconnect(&mut self, peer: usize) {
+        if let Some(g) = &mut self.gossip {
+            g.disconnect(peer);
         }
     }
 
@@ -162,7 +244,6 @@ impl Node {
         if !self.up {
             return;
         }
-        let _ = from;
         match msg {
             Msg::Proposal { proposal, block } => {
                 let block_id = proposal.block_id;
@@ -182,6 +263,16 @@ impl Node {
             }
             Msg::Vote(v) => self.input(ctx, Input::Vote(v)),
             Msg::Certificate(votes) => self.input(ctx, Input::Certificate(votes)),
+            Msg::Consensus(m) => {
+                let Some(g) = &mut self.gossip else { return };
+                g.set_clock(ctx.net.now);
+                let (inputs, replies) = g.receive(from, m);
+                self.send_out(ctx, replies);
+                for input in inputs {
+                    self.input(ctx, input);
+                }
+                self.gossip_plan(ctx);
+            }
             Msg::Catchup {
                 votes,
                 block_id,
@@ -226,10 +317,20 @@ impl Node {
             }
             let Ok(outputs) = result else { continue };
             self.note_accepted(ctx, &input, &before);
+            if let Some(g) = &mut self.gossip {
+                let mut out = Vec::new();
+                g.set_clock(ctx.net.now);
+                g.tell_accepted(&self.core, &input, &mut out);
+                self.send_out(ctx, out);
+                if let Input::Vote(v) = &input {
+                    queue.extend(self.conflicts.on_counted(v, &self.core));
+                }
+            }
             for output in outputs {
                 self.carry_out(ctx, output, &mut queue, false);
             }
         }
+        self.gossip_plan(ctx);
     }
 
     /// Starting `height`: the WAL keeps only what replaying from this height
@@ -396,11 +497,19 @@ impl Node {
                 };
                 proposal.signature = signature;
                 proposal.timestamp = timestamp;
-                let msg = Msg::Proposal {
-                    proposal: proposal.clone(),
-                    block: block.clone(),
-                };
-                ctx.broadcast(idx, &msg);
+                if let Some(g) = &mut self.gossip {
+                    // Our parts first, so that the proposal's event finds
+                    // them; the reactor sends both.
+                    let mut out = Vec::new();
+                    g.our_block(block.clone(), &mut out);
+                    self.send_out(ctx, out);
+                } else {
+                    let msg = Msg::Proposal {
+                        proposal: proposal.clone(),
+                        block: block.clone(),
+                    };
+                    ctx.broadcast(idx, &msg);
+                }
                 if !replay {
                     let block_id = proposal.block_id;
                     queue.push_back(Input::Proposal(proposal));
@@ -434,7 +543,10 @@ impl Node {
                 };
                 vote.signature = signature;
                 vote.timestamp = timestamp;
-                ctx.broadcast(idx, &Msg::Vote(vote.clone()));
+                // In gossip mode the reactor sends it once the core holds it.
+                if self.gossip_store.is_none() {
+                    ctx.broadcast(idx, &Msg::Vote(vote.clone()));
+                }
                 if !replay {
                     queue.push_back(Input::Vote(vote));
                 }
@@ -483,6 +595,16 @@ impl Node {
                 let hashed = ctx.world.block_id(&block);
                 let invalid = !ctx.world.app_accepts(&block, height) || hashed != block_id;
                 ctx.rec.decide(now, idx, height, round, block_id, invalid);
+                if let Some(store) = &self.gossip_store {
+                    let n = ctx.world.valset(height).len();
+                    let votes = (commit.round as i32, commit_votes(&commit));
+                    store.add(height, block.part_set(), votes, n);
+                }
+                if let Some(g) = &mut self.gossip {
+                    let mut out = Vec::new();
+                    g.decided(round, block.clone(), block_id, &mut out);
+                    self.send_out(ctx, out);
+                }
                 self.decided.insert(height, (block, commit));
                 if !replay {
                     let at = now + ctx.world.timeouts.commit.as_millis() as u64;
@@ -500,6 +622,9 @@ impl Node {
             Output::Equivocation { first, second } => {
                 if self.honest() {
                     ctx.rec.equivocation(idx, &first, &second);
+                }
+                if self.gossip.is_some() && !replay {
+                    queue.extend(self.conflicts.add((*second).clone(), &self.core));
                 }
             }
         }
@@ -551,6 +676,8 @@ impl Node {
         self.sent.clear();
         self.peer_seen.iter_mut().for_each(|p| *p = None);
         self.pending_proposals.clear();
+        self.gossip = None;
+        self.conflicts = ConflictPool::default();
         ctx.rec
             .trace_line(ctx.net.now, format!("n{} CRASHES", self.idx));
     }
@@ -562,6 +689,10 @@ impl Node {
         self.up = true;
         self.epoch += 1;
         self.core = Consensus::new(self.config.clone(), ctx.world.verifier.clone());
+        if self.gossip_store.is_some() {
+            // A fresh reactor; its peers come back as the runner reconnects.
+            self.gossip = Some(self.new_gossip(ctx.world));
+        }
         let mut wal = std::mem::take(&mut self.wal);
         // Messages buffered before the StartHeight they belong to go right
         // after it, where the live core processed them.
@@ -598,6 +729,11 @@ impl Node {
         let Some(rs) = self.round_state() else {
             return;
         };
+        if let Some(g) = &mut self.gossip {
+            let mut out = Vec::new();
+            g.tell_all(&self.core, &mut out);
+            self.send_out(ctx, out);
+        }
         for t in timeouts {
             if let Output::ScheduleTimeout { height, round, .. } = &t {
                 if *height == rs.height && *round >= rs.round {

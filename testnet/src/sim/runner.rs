@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checks::{Property, Recorder};
 use super::config::{SimConfig, Strategy};
+use super::gossip;
 use super::node::Node;
 use super::report::RunReport;
 use super::world::{Ctx, Event, Net, Partition, World};
@@ -130,6 +131,7 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
         cfg.timeouts,
     );
     world.wait_for_txs = cfg.wait_for_txs;
+    world.full_headers = cfg.gossip;
     let strategies: Vec<Option<Strategy>> = {
         let mut next = 0;
         (0..n)
@@ -147,7 +149,7 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
             })
             .collect()
     };
-    let nodes: Vec<Node> = keys
+    let mut nodes: Vec<Node> = keys
         .into_iter()
         .enumerate()
         .map(|(i, key)| {
@@ -163,6 +165,12 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
         })
         .collect();
     let mut net = Net::new(rng, cfg.network.clone());
+    if cfg.gossip {
+        net.connect_all(n);
+        for node in nodes.iter_mut() {
+            node.enable_gossip(net.rng.gen(), &world);
+        }
+    }
     let gst = cfg.network.gst_ms;
     if cfg.network.partition && gst > 0 && n >= 2 {
         let start = net.rng.gen_range(0..gst);
@@ -228,6 +236,10 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
         net.schedule(back, Event::Restart { node });
     }
     net.schedule(gst, Event::Gst);
+    if cfg.gossip {
+        net.schedule(gossip::TICK_MS, Event::GossipTick);
+        net.schedule(gossip::MAJ23_MS, Event::Maj23);
+    }
     let mut sim = Sim {
         cfg: cfg.clone(),
         net,
@@ -238,6 +250,22 @@ pub fn run(cfg: &SimConfig, seed: u64) -> Result<RunReport, String> {
         events: 0,
         quiescent: false,
     };
+    if cfg.gossip {
+        // Every connection is up from the start: each side learns of the
+        // other (the first NewRoundStep goes out as the height starts).
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    let mut ctx = Ctx {
+                        net: &mut sim.net,
+                        world: &mut sim.world,
+                        rec: &mut sim.rec,
+                    };
+                    sim.nodes[a].gossip_connect(&mut ctx, b);
+                }
+            }
+        }
+    }
     sim.run_loop();
     Ok(sim.finish(seed))
 }
@@ -272,6 +300,7 @@ impl Sim {
                 return;
             }
             self.dispatch(event);
+            self.apply_breaks();
             if self.quiescent && !self.done() {
                 if !self
                     .rec
@@ -356,6 +385,32 @@ impl Sim {
         )
     }
 
+    /// Gossip mode: both ends of each link that broke forget each other.
+    fn apply_breaks(&mut self) {
+        for (a, b) in std::mem::take(&mut self.net.breaks) {
+            self.nodes[a].gossip_disconnect(b);
+            self.nodes[b].gossip_disconnect(a);
+        }
+    }
+
+    /// Gossip mode: brings the link a - b up (after its break `conn`, or
+    /// any break) if both ends are up; each end then adds the other.
+    fn reconnect(&mut self, a: usize, b: usize, conn: Option<u64>) {
+        if !(self.nodes[a].up && self.nodes[b].up && self.net.reconnect(a, b, conn)) {
+            return;
+        }
+        let now = self.net.now;
+        self.rec
+            .trace_line(now, format!("n{a} - n{b} connection (re)established"));
+        let mut ctx = Ctx {
+            net: &mut self.net,
+            world: &mut self.world,
+            rec: &mut self.rec,
+        };
+        self.nodes[a].gossip_connect(&mut ctx, b);
+        self.nodes[b].gossip_connect(&mut ctx, a);
+    }
+
     fn dispatch(&mut self, event: Event) {
         let mut ctx = Ctx {
             net: &mut self.net,
@@ -364,6 +419,31 @@ impl Sim {
         };
         match event {
             Event::Deliver { from, to, msg } => self.nodes[to].deliver(&mut ctx, from, *msg),
+            Event::Arrive {
+                from,
+                to,
+                conn,
+                msg,
+            } => {
+                if ctx.net.is_live(from, to, conn) {
+                    self.nodes[to].deliver(&mut ctx, from, *msg);
+                }
+            }
+            Event::Reconnect { a, b, conn } => self.reconnect(a, b, Some(conn)),
+            Event::GossipTick => {
+                for n in self.nodes.iter_mut() {
+                    n.gossip_plan(&mut ctx);
+                }
+                let at = ctx.net.now + gossip::TICK_MS;
+                ctx.net.schedule(at, Event::GossipTick);
+            }
+            Event::Maj23 => {
+                for n in self.nodes.iter_mut() {
+                    n.gossip_maj23(&mut ctx);
+                }
+                let at = ctx.net.now + gossip::MAJ23_MS;
+                ctx.net.schedule(at, Event::Maj23);
+            }
             Event::Timeout {
                 node,
                 epoch,
@@ -418,9 +498,12 @@ impl Sim {
                         }
                     })
                     .collect();
-                for n in self.nodes.iter_mut() {
-                    if n.up && n.honest() {
-                        n.gossip(&mut ctx, &peers);
+                // Gossip mode: the reactors do this job.
+                if !self.cfg.gossip {
+                    for n in self.nodes.iter_mut() {
+                        if n.up && n.honest() {
+                            n.gossip(&mut ctx, &peers);
+                        }
                     }
                 }
                 if ctx.net.after_gst() {
@@ -442,8 +525,22 @@ impl Sim {
                 let at = ctx.net.now + self.cfg.network.gossip_interval_ms.max(1);
                 ctx.net.schedule(at, Event::Gossip);
             }
-            Event::Crash { node } => self.nodes[node].crash(&mut ctx),
-            Event::Restart { node } => self.nodes[node].restart(&mut ctx),
+            Event::Crash { node } => {
+                self.nodes[node].crash(&mut ctx);
+                if self.cfg.gossip {
+                    for j in (0..self.nodes.len()).filter(|j| *j != node) {
+                        ctx.net.break_link(node, j, None);
+                    }
+                }
+            }
+            Event::Restart { node } => {
+                self.nodes[node].restart(&mut ctx);
+                if self.cfg.gossip {
+                    for j in (0..self.nodes.len()).filter(|j| *j != node) {
+                        self.reconnect(node, j, None);
+                    }
+                }
+            }
             Event::Gst => {
                 let now = ctx.net.now;
                 ctx.rec

@@ -266,3 +266,55 @@ pub fn attack_scenarios(mutant: &str) -> Vec<Scenario> {
         ],
     }
 }
+
+/// Gossip-mode runs (messages through the nodes' consensus reactors, over
+/// connections that break before GST): honest networks synchronous and
+/// chaotic with crashes, and one Byzantine validator of 4 for the
+/// strategies that send through direct messages. Few seeds and heights:
+/// CI runs them in debug builds.
+pub fn gossip_scenarios() -> Vec<Scenario> {
+    use Strategy::*;
+    let sync = NetworkConfig::synchronous;
+    let mut v = vec![
+        scenario(
+            "gossip: 4 honest, synchronous",
+            SimConfig::new(4, 0).heights(3).network(sync()).gossip(true),
+            10,
+        ),
+        scenario(
+            "gossip: 4 honest, chaos, 2 crashes",
+            SimConfig::new(4, 0)
+                .heights(3)
+                .network(chaos(2))
+                .gossip(true),
+            10,
+        ),
+        scenario(
+            "gossip: 7 skewed honest, chaos, 1 crash",
+            SimConfig::new(7, 0)
+                .powers(Powers::Skewed)
+                .heights(2)
+                .network(chaos(1))
+                .gossip(true),
+            5,
+        ),
+    ];
+    for s in [
+        Silent,
+        Equivocator,
+        DoubleVote,
+        ForgedSignatures,
+        LockBreaker,
+    ] {
+        v.push(scenario(
+            format!("gossip: 4 with 1 {s}, chaos, 1 crash"),
+            SimConfig::new(4, 1)
+                .strategies(&[s])
+                .heights(3)
+                .network(chaos(1))
+                .gossip(true),
+            8,
+        ));
+    }
+    v
+}

@@ -48,6 +48,24 @@ pub(crate) enum Event {
         height: Height,
     },
     Gossip,
+    /// Gossip mode: `msg` arrives over connection `conn` of the link
+    /// from -> to (dropped if that connection has broken since).
+    Arrive {
+        from: usize,
+        to: usize,
+        conn: u64,
+        msg: Box<Msg>,
+    },
+    /// Gossip mode: the link a - b, broken as connection `conn`, comes back.
+    Reconnect {
+        a: usize,
+        b: usize,
+        conn: u64,
+    },
+    /// Gossip mode: every node plans for its peers.
+    GossipTick,
+    /// Gossip mode: every node sends its +2/3 claims.
+    Maj23,
     Crash {
         node: usize,
     },
@@ -66,6 +84,24 @@ pub(crate) struct Partition {
     pub side: Vec<bool>,
 }
 
+/// Gossip mode: the connection between two nodes (TCP-like: FIFO in each
+/// direction; when it breaks, everything in flight on it is lost).
+#[derive(Clone, Debug, Default)]
+struct Link {
+    /// Connection number, bumped at every break and reconnection; a
+    /// message arrives only on the connection it was sent on.
+    conn: u64,
+    up: bool,
+    /// The latest arrival time scheduled in each direction (low to high
+    /// index, high to low): a later message never overtakes it.
+    last: [u64; 2],
+}
+
+/// Gossip mode: before GST each message sent breaks its connection with
+/// probability `loss / LOSS_PER_BREAK` (with the default 15% loss, about
+/// one message in a hundred).
+const LOSS_PER_BREAK: f64 = 16.0;
+
 /// The event queue and the network model.
 pub(crate) struct Net {
     pub now: u64,
@@ -76,6 +112,12 @@ pub(crate) struct Net {
     pub partition: Option<Partition>,
     /// Messages put on the wire so far (including lost ones).
     pub transmissions: u64,
+    /// Gossip mode: the connection of each pair (lower index first); empty
+    /// in the default mode.
+    links: BTreeMap<(usize, usize), Link>,
+    /// Gossip mode: links that broke since the runner last looked; both
+    /// ends must forget each other.
+    pub breaks: Vec<(usize, usize)>,
 }
 
 impl Net {
@@ -88,7 +130,140 @@ impl Net {
             cfg,
             partition: None,
             transmissions: 0,
+            links: BTreeMap::new(),
+            breaks: Vec::new(),
         }
+    }
+
+    /// Gossip mode: connects every pair of `n` nodes.
+    pub fn connect_all(&mut self, n: usize) {
+        for a in 0..n {
+            for b in a + 1..n {
+                self.links.insert(
+                    (a, b),
+                    Link {
+                        conn: 0,
+                        up: true,
+                        last: [0; 2],
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether the simulation runs in gossip mode (over links).
+    pub fn has_links(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    fn link(&mut self, a: usize, b: usize) -> &mut Link {
+        self.links.entry((a.min(b), a.max(b))).or_default()
+    }
+
+    /// Whether the partition separates a and b now; if so, when it heals.
+    fn partitioned(&self, a: usize, b: usize) -> Option<u64> {
+        let p = self.partition.as_ref()?;
+        (self.now >= p.start && self.now < p.end && p.side[a] != p.side[b]).then_some(p.end)
+    }
+
+    /// Gossip mode: the link a - b breaks (if up); it comes back at `back`
+    /// (never: `None`, e.g. for a crashed node, which reconnects when it
+    /// restarts).
+    pub fn break_link(&mut self, a: usize, b: usize, back: Option<u64>) {
+        let link = self.link(a, b);
+        if !link.up {
+            return;
+        }
+        link.up = false;
+        link.conn += 1;
+        link.last = [0; 2];
+        let conn = link.conn;
+        self.breaks.push((a, b));
+        if let Some(at) = back {
+            self.schedule(at, Event::Reconnect { a, b, conn });
+        }
+    }
+
+    /// Gossip mode: tries to bring the link a - b up (after a break that
+    /// was connection `conn`, or any if `None`); returns whether it is now
+    /// up and new. Across a partition in force it waits for the healing.
+    pub fn reconnect(&mut self, a: usize, b: usize, conn: Option<u64>) -> bool {
+        let link = self.link(a, b);
+        if link.up || conn.is_some_and(|c| c != link.conn) {
+            return false;
+        }
+        let current = link.conn;
+        if let Some(end) = self.partitioned(a, b) {
+            self.schedule(
+                end,
+                Event::Reconnect {
+                    a,
+                    b,
+                    conn: current,
+                },
+            );
+            return false;
+        }
+        let link = self.link(a, b);
+        link.up = true;
+        link.conn += 1;
+        true
+    }
+
+    /// Gossip mode: whether `conn` is the live connection of the link.
+    pub fn is_live(&mut self, a: usize, b: usize, conn: u64) -> bool {
+        let link = self.link(a, b);
+        link.up && link.conn == conn
+    }
+
+    /// Gossip mode: puts `msg` on the connection from -> to. A message on a
+    /// broken link is lost; one sent across a partition breaks the link
+    /// until the partition heals; before GST a message may break the link
+    /// (it and everything in flight is lost, the link comes back after a
+    /// random delay, at GST at the latest) and is delayed up to the pre-GST
+    /// bound (never past GST + delta); after GST it arrives within delta.
+    /// Either way it never overtakes an earlier message of the connection.
+    fn transmit_on_link(&mut self, from: usize, to: usize, msg: Msg) -> String {
+        let now = self.now;
+        if !self.link(from, to).up {
+            return "lost: connection down".to_string();
+        }
+        if let Some(end) = self.partitioned(from, to) {
+            self.break_link(from, to, Some(end));
+            return "cut by partition: connection broken".to_string();
+        }
+        let gst = self.cfg.gst_ms;
+        let delta = self.cfg.delta_ms.max(1);
+        let at = if now < gst {
+            if self
+                .rng
+                .gen_bool((self.cfg.loss / LOSS_PER_BREAK).clamp(0.0, 1.0))
+            {
+                let back =
+                    (now + self.rng.gen_range(1..=self.cfg.pre_gst_max_delay_ms.max(1))).min(gst);
+                self.break_link(from, to, Some(back.max(now + 1)));
+                return "lost: connection broken".to_string();
+            }
+            let d = self.rng.gen_range(1..=self.cfg.pre_gst_max_delay_ms.max(1));
+            (now + d).min(gst + delta)
+        } else {
+            now + self.rng.gen_range(1..=delta)
+        };
+        let dir = usize::from(from > to);
+        let link = self.link(from, to);
+        let at = at.max(link.last[dir]);
+        link.last[dir] = at;
+        let conn = link.conn;
+        self.schedule(
+            at,
+            Event::Arrive {
+                from,
+                to,
+                conn,
+                msg: Box::new(msg),
+            },
+        );
+        format!("arrives at {at}")
     }
 
     pub fn schedule(&mut self, at: u64, event: Event) {
@@ -117,6 +292,9 @@ impl Net {
     pub fn transmit(&mut self, from: usize, to: usize, msg: Msg) -> String {
         let now = self.now;
         self.transmissions += 1;
+        if self.has_links() {
+            return self.transmit_on_link(from, to, msg);
+        }
         if let Some(p) = &self.partition {
             if now >= p.start && now < p.end && p.side[from] != p.side[to] {
                 return "cut by partition".to_string();
@@ -188,6 +366,10 @@ pub(crate) struct World {
     pub timeouts: engine::consensus::Timeouts,
     /// Round 0 waits for transactions.
     pub wait_for_txs: Option<WaitForTxs>,
+    /// Blocks carry the header hashes of their contents (last commit,
+    /// evidence), so that they decode from their parts (gossip mode; the
+    /// default mode keeps its historical block ids, and so its seeds).
+    pub full_headers: bool,
 }
 
 impl World {
@@ -218,6 +400,7 @@ impl World {
             verifier: Arc::new(MemoVerifier::new()),
             timeouts,
             wait_for_txs: None,
+            full_headers: false,
         }
     }
 
@@ -338,12 +521,16 @@ impl World {
             evidence_hash: Hash::default(),
             proposer_address: proposer,
         };
-        Arc::new(Block {
+        let mut block = Block {
             header,
             txs,
             evidence: Vec::new(),
             last_commit: None,
-        })
+        };
+        if self.full_headers {
+            block.fill_header();
+        }
+        Arc::new(block)
     }
 
     /// A block id that names no block.
