@@ -52,3 +52,24 @@ fn no_signature_check_is_caught() {
 fn decide_on_prevotes_is_caught() {
     caught(Mutant::DecideOnPrevotes);
 }
+
+/// The same attacks with messages through the real gossip reactors: a
+/// broken core is still caught, so gossip mode's clean runs mean something.
+#[test]
+fn a_broken_core_is_caught_in_gossip_mode_too() {
+    let mutant = Mutant::DecideOnPrevotes;
+    for s in attack_scenarios(&format!("{mutant:?}")) {
+        let mut cfg = s.config.clone().gossip(true);
+        cfg.mutant = Some(mutant);
+        let summary = run_seeds(&cfg, 0..s.seeds, true).expect("valid configuration");
+        println!("gossip / {}: {summary}", s.name);
+        if summary
+            .by_property
+            .iter()
+            .any(|(p, _)| matches!(p, Property::Agreement | Property::Validity))
+        {
+            return;
+        }
+    }
+    panic!("DecideOnPrevotes was not caught in gossip mode");
+}
