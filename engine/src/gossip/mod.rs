@@ -13,4 +13,5 @@ pub mod peer;
 pub mod plan;
 pub mod reactor;
 pub mod stored;
+pub mod teller;
 pub mod view;

@@ -54,7 +54,8 @@ pub enum ToCore {
 #[derive(Clone, Debug)]
 pub enum OurEvent {
     /// A new height began: the validators' powers by index, and the
-    /// previous height's commit (round and precommits).
+    /// previous height's commit (round and precommits; `None` reads it
+    /// from the store).
     HeightStarted {
         /// The height.
         height: Height,
@@ -190,6 +191,12 @@ impl<P: Ord + Clone, S: Stored> Reactor<P, S> {
                 powers,
                 last_commit,
             } => {
+                // Without one given, the previous height's commit is read
+                // from the store (saved before the height started).
+                let last_commit = last_commit.or_else(|| {
+                    let previous = height.checked_sub(1).filter(|h| *h > 0)?;
+                    self.view.store().commit(previous).map(|c| (*c).clone())
+                });
                 self.last_commit_round = last_commit.as_ref().map_or(-1, |(r, _)| *r);
                 self.view.start_height(height, powers, last_commit);
                 self.assembler.reset(height);

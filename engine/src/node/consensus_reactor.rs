@@ -22,7 +22,6 @@ use crate::consensus::Input;
 use crate::gossip::message::ConsensusMessage;
 use crate::gossip::reactor::{channel_of, OurEvent, Reactor, ToCore};
 use crate::gossip::stored::StoreView;
-use crate::gossip::view::Stored;
 use crate::p2p::peer::{Inbound, PeerEvent};
 use crate::p2p::switch::SwitchHandle;
 use crate::p2p::NodeId;
@@ -188,27 +187,6 @@ fn on_event(
     if let OurEvent::HeightStarted { height, .. } = &event {
         traffic.next_height(*height, reactor.peers().count());
     }
-    let event = match event {
-        // The previous height's commit comes from the store, where the
-        // driver saved it before starting this height.
-        OurEvent::HeightStarted {
-            height,
-            powers,
-            last_commit: None,
-        } if height > 1 => {
-            let last_commit = reactor
-                .view()
-                .store()
-                .commit(height - 1)
-                .map(|c| (*c).clone());
-            OurEvent::HeightStarted {
-                height,
-                powers,
-                last_commit,
-            }
-        }
-        other => other,
-    };
     for (peer, m) in reactor.on_our_event(event) {
         send(switch, peer, &m, traffic);
     }

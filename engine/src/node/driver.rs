@@ -16,8 +16,8 @@ use super::{now, NodeError, Shared};
 use crate::block_exec;
 use crate::consensus::{self, Consensus, Ed25519Verifier, Input, Output, Step};
 use crate::execution;
-use crate::gossip::peer::step as wire_step;
 use crate::gossip::reactor::OurEvent;
+use crate::gossip::teller::{self, wire_step_of, Teller};
 use crate::privval::FilePV;
 use crate::store::State;
 use crate::types::{Block, BlockId, ExtendedCommit, Height, Vote, VoteType};
@@ -39,8 +39,8 @@ pub(super) struct Driver {
     wait_for_txs: bool,
     /// What the core accepted and where it stands, for gossip.
     gossip: mpsc::UnboundedSender<OurEvent>,
-    /// The position and wanted blocks last told to gossip.
-    told: (Height, u32, u8, Vec<BlockId>),
+    /// Turns what the core accepted into gossip's events.
+    teller: Teller,
     /// When the current height started (for `consensus_state`).
     height_started: crate::types::Time,
     /// Equivocators' votes the core did not count, for certificates.
@@ -84,7 +84,7 @@ impl Driver {
             txs_available,
             wait_for_txs,
             gossip,
-            told: (0, 0, 0, Vec::new()),
+            teller: Teller::default(),
             height_started: now(),
             conflicts: consensus::ConflictPool::default(),
             certificates: Vec::new(),
@@ -164,16 +164,8 @@ impl Driver {
         }
     }
 
-    /// Whether the core holds exactly this vote (counted, or in a
-    /// certificate) at its height.
     fn holds(&self, v: &Vote) -> bool {
-        v.height == self.core.round_state().height
-            && self
-                .core
-                .votes()
-                .round(v.round)
-                .and_then(|rv| rv.of(v.vote_type).vote_for(v.validator_index, &v.block_id))
-                .is_some_and(|held| held == v)
+        teller::holds(&self.core, v)
     }
 
     fn tell(&self, event: OurEvent) {
@@ -181,101 +173,29 @@ impl Driver {
         let _ = self.gossip.send(event);
     }
 
-    /// Tells gossip everything the core holds at its height: on a new
-    /// height (the core then also takes messages it buffered for it) and
-    /// after a WAL replay.
+    /// Tells gossip everything the core holds at its height (after a WAL
+    /// replay; a new height goes through [`Driver::tell_accepted`]).
     fn tell_all(&mut self) {
-        let rs = self.core.round_state();
-        let Some(validators) = self.core.validators() else {
-            return;
-        };
-        self.tell(OurEvent::HeightStarted {
-            height: rs.height,
-            powers: validators
-                .validators
-                .iter()
-                .map(|v| v.voting_power)
-                .collect(),
-            last_commit: None,
-        });
-        for round in 0..=rs.round {
-            if let Some(p) = self.core.proposal(round) {
-                if let Some(block) = self.core.block(&p.block_id) {
-                    self.tell(OurEvent::Block(block.clone()));
-                }
-                self.tell(OurEvent::Proposal(p.clone()));
-            }
+        for event in self.teller.all(&self.core) {
+            self.tell(event);
         }
-        let votes: Vec<Vote> = self
-            .core
-            .votes()
-            .rounds()
-            .flat_map(|(_, rv)| {
-                rv.prevotes
-                    .votes()
-                    .values()
-                    .chain(rv.precommits.votes().values())
-            })
-            .cloned()
-            .collect();
-        for v in votes {
-            self.tell(OurEvent::Vote(v));
-        }
-        self.told = (rs.height, u32::MAX, 0, Vec::new());
-        self.tell_position();
     }
 
-    /// Tells gossip what an accepted input changed.
+    /// Tells gossip what an accepted input changed (see [`Teller`]), and
+    /// notes what the driver itself needs: when a height started, and a
+    /// quorum an equivocator's refused vote completes.
     fn tell_accepted(&mut self, input: &Input) {
         match input {
-            Input::StartHeight { .. } => {
-                self.height_started = now();
-                return self.tell_all();
-            }
-            Input::Proposal(p) if self.core.proposal(p.round) == Some(p) => {
-                self.tell(OurEvent::Proposal(p.clone()));
-            }
+            Input::StartHeight { .. } => self.height_started = now(),
             Input::Vote(v) => {
-                // Only a vote the core holds: an equivocator's refused vote
-                // would replace, in gossip's view, the one the core counts.
-                if self.holds(v) {
-                    self.tell(OurEvent::Vote(v.clone()));
-                }
                 if let Some(certificate) = self.conflicts.on_counted(v, &self.core) {
                     self.certificates.push(certificate);
                 }
             }
-            Input::Certificate(votes) => {
-                for v in votes {
-                    self.tell(OurEvent::Vote(v.clone()));
-                }
-            }
-            Input::Block { block_id, block } if self.core.block(block_id).is_some() => {
-                self.tell(OurEvent::Block(block.clone()));
-            }
             _ => {}
         }
-        self.tell_position();
-    }
-
-    /// Tells gossip the core's (round, step) and wanted blocks if changed.
-    fn tell_position(&mut self) {
-        let rs = self.core.round_state();
-        if rs.step == Step::Unstarted {
-            return;
-        }
-        let step = wire_step_of(rs.step);
-        if (self.told.0, self.told.1, self.told.2) != (rs.height, rs.round, step) {
-            self.told = (rs.height, rs.round, step, std::mem::take(&mut self.told.3));
-            self.tell(OurEvent::Position {
-                round: i32::try_from(rs.round).unwrap_or(i32::MAX),
-                step,
-            });
-        }
-        let wanted = self.core.wanted_blocks();
-        if wanted != self.told.3 {
-            self.told.3 = wanted.clone();
-            self.tell(OurEvent::Wanted(wanted));
+        for event in self.teller.accepted(&self.core, input) {
+            self.tell(event);
         }
     }
 
@@ -815,18 +735,6 @@ fn is_forgery(e: &consensus::InputError) -> bool {
             | E::InvalidPolRound { .. }
             | E::InvalidCertificate(_)
     )
-}
-
-/// CometBFT's `RoundStepType` number for a core step.
-fn wire_step_of(step: Step) -> u8 {
-    match step {
-        Step::Unstarted => wire_step::NEW_HEIGHT,
-        Step::NewRound => wire_step::NEW_ROUND,
-        Step::Propose => wire_step::PROPOSE,
-        Step::Prevote => wire_step::PREVOTE,
-        Step::Precommit => wire_step::PRECOMMIT,
-        Step::Commit => wire_step::COMMIT,
-    }
 }
 
 /// A vote as CometBFT prints it in `consensus_state`.

@@ -22,10 +22,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use engine::consensus::{Consensus, Input, Step};
+use engine::consensus::{Consensus, Input};
 use engine::gossip::message::ConsensusMessage;
-use engine::gossip::peer::step as wire_step;
 use engine::gossip::reactor::{OurEvent, Reactor, ToCore};
+use engine::gossip::teller::Teller;
 use engine::gossip::view::Stored;
 use engine::types::{Address, BlockId, Height, Part, PartSet, PartSetHeader, Round, Vote};
 
@@ -111,41 +111,18 @@ impl Voice {
     }
 }
 
-/// One node's gossip: its reactor and what it last told it.
+/// One node's gossip: its reactor, and what tells it about the core.
 pub(crate) struct Gossip {
     reactor: Reactor<usize, SimStore>,
     /// Outgoing messages pass this filter.
     pub voice: Voice,
-    /// (height, round, wire step, wanted blocks) last told, so that only
-    /// changes become events.
-    told: (Height, Round, u8, Vec<BlockId>),
+    /// Turns what the core accepted into the reactor's events: the very
+    /// mapping the node's driver uses.
+    teller: Teller,
 }
 
 /// Messages for peers: (peer, message).
 pub(crate) type Outgoing = Vec<(usize, ConsensusMessage)>;
-
-/// CometBFT's wire step of a core step.
-fn wire_step_of(step: Step) -> u8 {
-    match step {
-        Step::Unstarted => wire_step::NEW_HEIGHT,
-        Step::NewRound => wire_step::NEW_ROUND,
-        Step::Propose => wire_step::PROPOSE,
-        Step::Prevote => wire_step::PREVOTE,
-        Step::Precommit => wire_step::PRECOMMIT,
-        Step::Commit => wire_step::COMMIT,
-    }
-}
-
-/// Whether the core counts exactly this vote (an equivocator's refused
-/// vote must not replace, in gossip's view, the one the core counts).
-fn holds(core: &Consensus, v: &Vote) -> bool {
-    v.height == core.round_state().height
-        && core
-            .votes()
-            .round(v.round)
-            .and_then(|rv| rv.of(v.vote_type).vote_for(v.validator_index, &v.block_id))
-            .is_some_and(|held| held == v)
-}
 
 impl Gossip {
     /// A fresh reactor (at start and after a restart) over `store`.
@@ -155,7 +132,7 @@ impl Gossip {
         Gossip {
             reactor,
             voice,
-            told: (0, u32::MAX, 0, Vec::new()),
+            teller: Teller::default(),
         }
     }
 
@@ -186,97 +163,19 @@ impl Gossip {
         out.extend(self.allowed(msgs));
     }
 
-    /// Everything the core holds at its height (a new height, or after a
-    /// WAL replay), as the driver's `tell_all`; `last_commit` is the
-    /// previous height's commit from the store.
+    /// Everything the core holds at its height (after a WAL replay), as
+    /// the node's driver tells it (the shared [`Teller`]).
     pub fn tell_all(&mut self, core: &Consensus, out: &mut Outgoing) {
-        let rs = core.round_state();
-        let Some(validators) = core.validators() else {
-            return;
-        };
-        let powers = validators
-            .validators
-            .iter()
-            .map(|v| v.voting_power)
-            .collect();
-        let last_commit = self
-            .reactor
-            .view()
-            .store()
-            .commit(rs.height.saturating_sub(1))
-            .map(|c| (*c).clone());
-        self.tell(
-            OurEvent::HeightStarted {
-                height: rs.height,
-                powers,
-                last_commit,
-            },
-            out,
-        );
-        for round in 0..=rs.round {
-            if let Some(p) = core.proposal(round) {
-                if let Some(block) = core.block(&p.block_id) {
-                    self.tell(OurEvent::Block(block.clone()), out);
-                }
-                self.tell(OurEvent::Proposal(p.clone()), out);
-            }
+        for event in self.teller.all(core) {
+            self.tell(event, out);
         }
-        let votes: Vec<Vote> = core
-            .votes()
-            .rounds()
-            .flat_map(|(_, rv)| {
-                rv.prevotes
-                    .votes()
-                    .values()
-                    .chain(rv.precommits.votes().values())
-            })
-            .cloned()
-            .collect();
-        for v in votes {
-            self.tell(OurEvent::Vote(v), out);
-        }
-        self.told = (rs.height, u32::MAX, 0, Vec::new());
-        self.tell_position(core, out);
     }
 
-    /// What an input the core accepted changed, as the driver's
-    /// `tell_accepted`.
+    /// What an input the core accepted changed, as the node's driver tells
+    /// it (the shared [`Teller`]).
     pub fn tell_accepted(&mut self, core: &Consensus, input: &Input, out: &mut Outgoing) {
-        match input {
-            Input::StartHeight { .. } => return self.tell_all(core, out),
-            Input::Proposal(p) if core.proposal(p.round) == Some(p) => {
-                self.tell(OurEvent::Proposal(p.clone()), out);
-            }
-            Input::Vote(v) if holds(core, v) => self.tell(OurEvent::Vote(v.clone()), out),
-            Input::Certificate(votes) => {
-                for v in votes {
-                    self.tell(OurEvent::Vote(v.clone()), out);
-                }
-            }
-            Input::Block { block_id, block } if core.block(block_id).is_some() => {
-                self.tell(OurEvent::Block(block.clone()), out);
-            }
-            _ => {}
-        }
-        self.tell_position(core, out);
-    }
-
-    /// The core's (round, step) and wanted blocks, if they changed.
-    fn tell_position(&mut self, core: &Consensus, out: &mut Outgoing) {
-        let rs = core.round_state();
-        if rs.step == Step::Unstarted {
-            return;
-        }
-        let step = wire_step_of(rs.step);
-        if (self.told.0, self.told.1, self.told.2) != (rs.height, rs.round, step) {
-            self.told = (rs.height, rs.round, step, std::mem::take(&mut self.told.3));
-            let round = i32::try_from(rs.round).unwrap_or(i32::MAX);
-            self.tell(OurEvent::Position { round, step }, out);
-        }
-        let wanted = core.wanted_blocks();
-        if wanted != self.told.3 {
-            self.told.3 = wanted.clone();
-            self.tell(OurEvent::Wanted(wanted), out);
+        for event in self.teller.accepted(core, input) {
+            self.tell(event, out);
         }
     }
 
