@@ -158,9 +158,19 @@ pub(super) async fn run(
 }
 
 fn send(switch: &SwitchHandle, peer: NodeId, m: &ConsensusMessage, traffic: &mut Traffic) -> bool {
-    let bytes = m.encode();
+    send_encoded(switch, peer, m, Bytes::from(m.encode()), traffic)
+}
+
+/// Sends `m`, already encoded as `bytes` (shared by every peer it goes to).
+fn send_encoded(
+    switch: &SwitchHandle,
+    peer: NodeId,
+    m: &ConsensusMessage,
+    bytes: Bytes,
+    traffic: &mut Traffic,
+) -> bool {
     let len = bytes.len();
-    let sent = switch.try_send(peer, channel_of(m), Bytes::from(bytes));
+    let sent = switch.try_send(peer, channel_of(m), bytes);
     if sent {
         traffic.sent(m, len);
     }
@@ -187,8 +197,18 @@ fn on_event(
     if let OurEvent::HeightStarted { height, .. } = &event {
         traffic.next_height(*height, reactor.peers().count());
     }
+    // An event's message usually goes to every peer alike: encode it once.
+    let mut encoded: Option<(ConsensusMessage, Bytes)> = None;
     for (peer, m) in reactor.on_our_event(event) {
-        send(switch, peer, &m, traffic);
+        let bytes = match &encoded {
+            Some((last, bytes)) if *last == m => bytes.clone(),
+            _ => {
+                let bytes = Bytes::from(m.encode());
+                encoded = Some((m.clone(), bytes.clone()));
+                bytes
+            }
+        };
+        send_encoded(switch, peer, &m, bytes, traffic);
     }
 }
 

@@ -563,7 +563,7 @@ pub async fn run(
             stop = &mut shutdown => break stopped(stop),
         };
         let ready = match caught_up {
-            Ok(()) => sync::after_catch_up(&shared, &mut wal, synced_from).await,
+            Ok(()) => sync::after_catch_up(&shared, synced_from).await,
             Err(e) => Err(e),
         };
         let failure = match ready {

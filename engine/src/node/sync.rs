@@ -32,7 +32,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::commit::CommitProof;
-use super::{now, NodeError, Shared};
+use super::{NodeError, Shared};
 use crate::blocksync::{
     inspect, verify_pair_after, BlockPool, BlockResponse, MessageKind, PeerFault, PoolConfig,
     ProvenCommit, Status, SyncMessage,
@@ -42,7 +42,6 @@ use crate::p2p::peer::{Inbound, PeerEvent};
 use crate::p2p::{NodeId, BLOCKSYNC_CHANNEL};
 use crate::store::{State, Store, StoreError};
 use crate::types::{Address, Height};
-use crate::wal::{Durability, Wal, WalMessage};
 
 /// How often every peer is asked for its status. CometBFT asks every 10 s;
 /// we ask more often so a node falling behind notices it within seconds.
@@ -121,23 +120,14 @@ pub(super) fn spawn(shared: Arc<Shared>, inbound: mpsc::Receiver<Inbound>) -> Sy
 }
 
 /// What the node does between a catch-up and a fresh driver, when blocks
-/// were synced since our last block was `synced_from`: an `EndHeight`
-/// marker for the new last block in the WAL (the driver's replay then
-/// starts the next height fresh, as it would without the marker, and the
-/// WAL can prune what came before), then a recheck of the mempool against
-/// the new state, whose remaining transactions are reported available.
-pub(super) async fn after_catch_up(
-    shared: &Shared,
-    wal: &mut Wal,
-    synced_from: Height,
-) -> Result<(), NodeError> {
-    let height = shared.with_state(|s| s.last_block_height);
-    if height <= synced_from {
-        return Ok(());
+/// were synced since our last block was `synced_from`: a recheck of the
+/// mempool against the new state (which reports the remaining transactions
+/// available). The WAL's marker for the new last block is the driver's to
+/// write, as for any block it did not decide itself.
+pub(super) async fn after_catch_up(shared: &Shared, synced_from: Height) -> Result<(), NodeError> {
+    if shared.with_state(|s| s.last_block_height) > synced_from {
+        shared.recheck_mempool().await?;
     }
-    wal.append(now(), &WalMessage::EndHeight(height), Durability::Sync)?;
-    shared.recheck_mempool().await?;
-    shared.notify_txs_available();
     Ok(())
 }
 
